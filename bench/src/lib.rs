@@ -1,0 +1,1 @@
+//! lwsd micro benchmarks live in benches/ (being written).

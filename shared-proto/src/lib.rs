@@ -1,0 +1,1 @@
+//! What crosses lwsd's process boundaries (being written).

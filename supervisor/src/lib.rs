@@ -1,0 +1,1 @@
+//! The lwsd supervisor (being written).

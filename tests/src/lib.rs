@@ -1,0 +1,1 @@
+//! Helpers for lwsd's end-to-end tests (being written).

@@ -1,0 +1,4 @@
+//! Mounts: what a URL path maps to.
+
+pub mod file;
+pub mod mime;

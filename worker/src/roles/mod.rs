@@ -1,0 +1,5 @@
+//! Sans-IO protocol roles. A role owns its state, takes bytes in and produces
+//! bytes out plus events; it never touches a socket or a clock (time is passed in).
+
+pub mod h1;
+pub mod ws;
