@@ -5,5 +5,6 @@
 //! - [`mount`]: what a URL maps to (files today; redirect, callback, cgi, proxy later).
 //! - [`service`]: the only module that does I/O: the io_uring loop.
 
+pub mod config;
 pub mod mount;
 pub mod roles;

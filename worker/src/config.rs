@@ -1,0 +1,51 @@
+//! What a worker needs to know to serve: built by the supervisor from its command line
+//! (and later from lwsws JSON files), identical in every worker.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One listener as the worker sees it: accepted fds arrive tagged with its index in
+/// [`WorkerConfig::listeners`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+/// Everything a worker serves with. The supervisor builds one and every worker gets the
+/// same (each worker process rebuilds it from the same command line).
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Listeners in the order the supervisor bound them; `NewConn::listener` indexes this.
+    pub listeners: Vec<ListenerKind>,
+    /// Document root of the default mount (`-r DIR`); `None` serves the embedded demo.
+    pub resource_dir: Option<PathBuf>,
+    /// The `Server:` header value (lwsws `server-string`).
+    pub server_string: String,
+    /// How long a client may take to send a complete request head before it gets 408.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept (lwsws `keepalive-timeout`).
+    pub keepalive_timeout: Duration,
+    /// The protocol a WebSocket client that names none gets (`--ws-default`, lws pvo `default`).
+    pub ws_default: Option<String>,
+    /// Log verbosity bitfield, as lws' `-d` (1 err, 2 warn, 4 notice, 8 info, ...).
+    pub log_level: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            listeners: Vec::new(),
+            resource_dir: None,
+            server_string: concat!("lwsd/", env!("CARGO_PKG_VERSION")).to_string(),
+            // nginx's client_header_timeout default is 60 s; lws uses 5 s for the whole
+            // handshake. 10 s keeps slow mobile clients working while bounding slowloris.
+            header_timeout: Duration::from_secs(10),
+            // nginx keepalive_timeout default: 75 s; lws' keepalive-timeout: 5 s. lwsd
+            // follows lwsws's spirit for a server expected to hold many connections.
+            keepalive_timeout: Duration::from_secs(60),
+            ws_default: None,
+            log_level: 7,
+        }
+    }
+}
