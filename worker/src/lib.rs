@@ -8,3 +8,50 @@
 pub mod config;
 pub mod mount;
 pub mod roles;
+pub mod service;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use service::{Posted, ServiceHandle};
+
+static LOG_LEVEL: AtomicU32 = AtomicU32::new(7);
+
+/// Sets the lws-style log bitfield (1 err, 2 warn, 4 notice, 8 info, 16 debug).
+pub fn set_log_level(level: u32) {
+    LOG_LEVEL.store(level, Ordering::Relaxed);
+}
+
+/// Whether messages of `level` are logged.
+pub fn log_enabled(level: u32) -> bool {
+    LOG_LEVEL.load(Ordering::Relaxed) & level != 0
+}
+
+/// Per-worker state every connection's role can reach through [`service::Cx`].
+pub struct App {
+    pub config: config::WorkerConfig,
+    /// This worker's index (0-based).
+    pub index: usize,
+    pub stats: service::Stats,
+    /// Generation of each slab slot's next occupant (see `service::token`).
+    pub(crate) generations: Vec<u32>,
+    /// Messages other threads posted through a [`ServiceHandle`], not yet taken.
+    pub posted: Vec<Posted>,
+    /// How often the loop was woken through its eventfd.
+    pub wakes: u64,
+    /// Bus publications relayed by the supervisor, not yet delivered.
+    pub bus_in: Vec<lwsd_proto::BusMessage>,
+}
+
+impl App {
+    pub fn new(config: config::WorkerConfig, index: usize) -> App {
+        App {
+            config,
+            index,
+            stats: service::Stats::default(),
+            generations: Vec::new(),
+            posted: Vec::new(),
+            wakes: 0,
+            bus_in: Vec::new(),
+        }
+    }
+}
