@@ -16,6 +16,7 @@
 pub mod bufring;
 pub mod conn;
 pub mod handle;
+mod run;
 pub mod timers;
 pub mod token;
 
@@ -30,6 +31,7 @@ use self::bufring::BufRing;
 use self::conn::{Conn, OutQueue, Phase};
 use self::handle::Waker;
 pub use self::handle::{Posted, ServiceHandle};
+pub use self::run::run_worker;
 use self::timers::Timers;
 use self::token::Op;
 
