@@ -12,6 +12,7 @@ person would check by eye:
     has ink on the stroke;
   * the server-status panel received a message; with --expect-different-workers, the
     `you.worker` shown on A and on B are both present and differ;
+  * with --expect-echo, a message typed into A's echo box comes back;
   * no uncaught JavaScript exception on either page.
 
 Then it saves a full-page screenshot of A (--screenshot). Exit status 0 on success, 1 with
@@ -350,11 +351,32 @@ async def check_status(a: Page, b: Page, expect_different: bool) -> str:
     return f"status ({proto}): you.worker A={workers[0]!r} B={workers[1]!r}"
 
 
+async def check_echo(a: Page) -> str:
+    await a.wait_for("lwsdDemo.links.echo.state === 'open'", "the lws-echo connection open", PAGE_READY_TIMEOUT_S)
+    text = f"echo check {time.time():.3f}"
+    await a.eval(
+        f"document.getElementById('echo-input').value = {json.dumps(text)};"
+        " document.getElementById('echo-form').requestSubmit(), true"
+    )
+    await a.wait_for(
+        f"[...document.querySelectorAll('#echo-log li.in .text')].some(e => e.textContent === {json.dumps(text)})",
+        f"the echo of {text!r} in the echo panel",
+        MIRROR_TIMEOUT_S,
+    )
+    return f"echo: {text!r} came back"
+
+
 async def run(args) -> list[str]:
     url = page_url(args.base_url, args.path, args.ws_url)
     profile = tempfile.mkdtemp(prefix="lwsd-demo-chromium-")
     proc = start_chromium(args.chromium, profile, args.insecure)
     report = []
+
+    def ok(line: str) -> None:
+        """Reports a passed check at once, so a later failure shows what went before."""
+        report.append(line)
+        print(f"ok: {line}", flush=True)
+
     try:
         browser_ws = devtools_url(proc, profile)
         async with ws_connect(browser_ws, max_size=None, open_timeout=CDP_COMMAND_TIMEOUT_S) as ws:
@@ -363,12 +385,14 @@ async def run(args) -> list[str]:
                 a = await open_page(cdp, "A", url)
                 b = await open_page(cdp, "B", url)
                 transport = await a.eval("lwsdDemo.transport")
-                report.append(f"page {url} loaded over {transport}")
+                ok(f"page {url} loaded over {transport}")
                 if args.expect_transport and transport != args.expect_transport:
                     raise Failure(f"page A loaded over {transport!r}, expected {args.expect_transport!r}")
-                report.append(await check_counter(a))
-                report.append(await check_mirror(a, b))
-                report.append(await check_status(a, b, args.expect_different_workers))
+                ok(await check_counter(a))
+                ok(await check_mirror(a, b))
+                ok(await check_status(a, b, args.expect_different_workers))
+                if args.expect_echo:
+                    ok(await check_echo(a))
                 for p in (a, b):
                     if p.exceptions:
                         raise Failure(f"page {p.name}: uncaught JavaScript exception(s): {p.exceptions}")
@@ -378,7 +402,7 @@ async def run(args) -> list[str]:
                     shot = await a.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
                     with open(args.screenshot, "wb") as f:
                         f.write(base64.b64decode(shot["data"]))
-                    report.append(f"screenshot of A written to {args.screenshot}")
+                    ok(f"screenshot of A written to {args.screenshot}")
             finally:
                 await cdp.close()
     finally:
@@ -394,6 +418,7 @@ def main() -> int:
     ap.add_argument("--ws-url", help="WebSocket origin for the page (passed as ?ws=), e.g. ws://127.0.0.1:7681")
     ap.add_argument("--screenshot", help="write a PNG of page A here")
     ap.add_argument("--expect-different-workers", action="store_true", help="A and B must show different you.worker")
+    ap.add_argument("--expect-echo", action="store_true", help="also check the lws-echo panel (lwsd has it, lws' test server not)")
     ap.add_argument("--expect-transport", help="require the page's transport, e.g. h2 or http/1.1")
     ap.add_argument("--insecure", action="store_true", help="accept self-signed certificates (https)")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium", help="browser binary")
@@ -407,11 +432,10 @@ def main() -> int:
     except asyncio.TimeoutError:
         print(f"FAIL: the whole test took longer than {args.timeout} s", file=sys.stderr)
         return 1
-    except OSError as e:
+    except OSError as e:  # connection refused and the like
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
-    for line in report:
-        print(f"ok: {line}")
+    print(f"PASS: {len(report)} checks")
     return 0
 
 
