@@ -9,10 +9,11 @@ person would check by eye:
   * a stroke drawn with the mouse on B's mirror canvas (real Input.dispatchMouseEvent
     events, so the page's own pointer handlers and framing run) reaches A: A's count of
     received mirror messages goes up, the last message carries B's colour, and A's canvas
-    has ink on the stroke;
+    has ink on the stroke; then a finger stroke (Input.dispatchTouchEvent) does too;
   * the server-status panel received a message; with --expect-different-workers, the
     `you.worker` shown on A and on B are both present and differ;
   * with --expect-echo, a message typed into A's echo box comes back;
+  * with --expect-form, B's urlencoded form posted to /formtest gets a page showing the text;
   * no uncaught JavaScript exception on either page.
 
 Then it saves a full-page screenshot of A (--screenshot). Exit status 0 on success, 1 with
@@ -37,6 +38,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -289,8 +291,8 @@ async def check_mirror(a: Page, b: Page) -> str:
     for p in (a, b):
         await p.wait_for("lwsdDemo.links.mirror.state === 'open'", "the mirror connection open", PAGE_READY_TIMEOUT_S)
     colour = await b.eval(
-        "(() => { const r = document.querySelector('input[name=colour]:not(:checked)');"
-        " r.click(); return lwsdDemo.mirror.colour; })()"
+        "(() => { const rs = [...document.querySelectorAll('input[name=colour]:not(:checked)')];"
+        " rs[Math.floor(Math.random() * rs.length)].click(); return lwsdDemo.mirror.colour; })()"
     )
     if not colour:
         raise Failure("mirror: could not pick a colour on B")
@@ -303,11 +305,25 @@ async def check_mirror(a: Page, b: Page) -> str:
     )
     if not rect or rect["w"] < 10 or rect["h"] < 10:
         raise Failure(f"mirror: canvas on B has no usable size: {rect!r}")
-    # A diagonal stroke across the middle third of the canvas, in ten mouse moves.
+    # Where to draw: two spots still blank on A (a server may replay earlier strokes to a
+    # new client, lws' mirror does), a mouse stroke through the first and a finger stroke
+    # through the second, so ink found there afterwards can only be this run's.
+    await asyncio.sleep(0.5)  # let any replayed backlog arrive first
+    for _ in range(20):
+        my, ty_f = random.uniform(0.2, 0.45), random.uniform(0.6, 0.9)
+        mid_x, mid_y = round(0.5 * rect["lw"]), round(my * rect["lh"])
+        touch_x, touch_y = mid_x, round(ty_f * rect["lh"])
+        if not await a.eval(
+            f"lwsdDemo.mirror.inkAround({mid_x}, {mid_y}, 4) || lwsdDemo.mirror.inkAround({touch_x}, {touch_y}, 4)"
+        ):
+            break
+    else:
+        raise Failure("mirror: A's canvas has no blank spots left to draw on")
+    # A diagonal stroke through (0.5, my) in ten mouse moves.
     pts = []
     for i in range(11):
         fx = 0.3 + 0.4 * i / 10
-        fy = 0.35 + 0.3 * i / 10
+        fy = my - 0.1 + 0.2 * i / 10
         pts.append((rect["x"] + fx * rect["w"], rect["y"] + fy * rect["h"]))
     mouse = "Input.dispatchMouseEvent"
     await b.send(mouse, {"type": "mouseMoved", "x": pts[0][0], "y": pts[0][1]})
@@ -322,15 +338,31 @@ async def check_mirror(a: Page, b: Page) -> str:
         MIRROR_TIMEOUT_S,
     )
     # The stroke's midpoint, in the canvas' logical coordinates, must be inked on A.
-    mid_x = round(0.5 * rect["lw"])
-    mid_y = round(0.5 * rect["lh"])
     inked = await a.wait_for(
         f"lwsdDemo.mirror.inkAround({mid_x}, {mid_y}, 3)",
         f"ink on A's canvas around ({mid_x}, {mid_y}) where B drew",
         MIRROR_TIMEOUT_S,
     )
+    # A finger stroke (touch events; the page handles pointer events, so touch and pen
+    # draw like the mouse), horizontal, through the second blank spot.
+    await b.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 2})
+    ty = rect["y"] + ty_f * rect["h"]
+    tx = [rect["x"] + (0.2 + 0.06 * i) * rect["w"] for i in range(11)]
+    touch = "Input.dispatchTouchEvent"
+    await b.send(touch, {"type": "touchStart", "touchPoints": [{"x": tx[0], "y": ty}]})
+    for x in tx[1:]:
+        await b.send(touch, {"type": "touchMove", "touchPoints": [{"x": x, "y": ty}]})
+    await b.send(touch, {"type": "touchEnd", "touchPoints": []})
+    await a.wait_for(
+        f"lwsdDemo.mirror.inkAround({touch_x}, {touch_y}, 3)",
+        f"ink on A's canvas around ({touch_x}, {touch_y}) where B drew by touch",
+        MIRROR_TIMEOUT_S,
+    )
     received = await a.eval("lwsdDemo.mirror.received") - before_a
-    return f"mirror: B sent {sent} message(s) in {colour}, A received {received}, ink at ({mid_x},{mid_y}): {inked}"
+    return (
+        f"mirror: B sent {await b.eval('lwsdDemo.mirror.sent')} message(s) in {colour} (mouse, then touch),"
+        f" A received {received}, ink at ({mid_x},{mid_y}): {inked} and ({touch_x},{touch_y})"
+    )
 
 
 async def check_status(a: Page, b: Page, expect_different: bool) -> str:
@@ -366,6 +398,29 @@ async def check_echo(a: Page) -> str:
     return f"echo: {text!r} came back"
 
 
+async def check_form(b: Page) -> str:
+    """Submits the urlencoded form on B (the last check: B leaves the demo page)."""
+    text = f"form check {random.randrange(10**9)}"
+    await b.eval(
+        f"document.getElementById('post-text-1').value = {json.dumps(text)};"
+        " document.querySelector('form.post-form button[type=submit]').click(), true"
+    )
+    deadline = time.monotonic() + PAGE_READY_TIMEOUT_S
+    seen = None
+    while time.monotonic() < deadline:
+        try:  # the page is navigating: evaluation fails until the answer has loaded
+            seen = await b.eval(
+                "location.pathname.endsWith('/formtest') && document.readyState === 'complete'"
+                " ? document.body.innerText : null"
+            )
+        except Failure:
+            seen = None
+        if seen and text in seen:
+            return f"form: POST /formtest answered with a page showing {text!r}"
+        await asyncio.sleep(0.1)
+    raise Failure(f"form: no /formtest answer showing {text!r} within {PAGE_READY_TIMEOUT_S} s (last: {seen!r:.300})")
+
+
 async def run(args) -> list[str]:
     url = page_url(args.base_url, args.path, args.ws_url)
     profile = tempfile.mkdtemp(prefix="lwsd-demo-chromium-")
@@ -393,6 +448,8 @@ async def run(args) -> list[str]:
                 ok(await check_status(a, b, args.expect_different_workers))
                 if args.expect_echo:
                     ok(await check_echo(a))
+                if args.expect_form:
+                    ok(await check_form(b))
                 for p in (a, b):
                     if p.exceptions:
                         raise Failure(f"page {p.name}: uncaught JavaScript exception(s): {p.exceptions}")
@@ -419,6 +476,7 @@ def main() -> int:
     ap.add_argument("--screenshot", help="write a PNG of page A here")
     ap.add_argument("--expect-different-workers", action="store_true", help="A and B must show different you.worker")
     ap.add_argument("--expect-echo", action="store_true", help="also check the lws-echo panel (lwsd has it, lws' test server not)")
+    ap.add_argument("--expect-form", action="store_true", help="also submit the urlencoded /formtest form on B")
     ap.add_argument("--expect-transport", help="require the page's transport, e.g. h2 or http/1.1")
     ap.add_argument("--insecure", action="store_true", help="accept self-signed certificates (https)")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium", help="browser binary")

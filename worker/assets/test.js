@@ -354,16 +354,22 @@
         $('served-by').hidden = you === null;
         $('you-worker').textContent = you === null ? '' : String(you);
 
+        /* lwsd's fields get a summary line; everything else (and all of lws' JSON) is
+         * shown as it comes. */
         const parts = [];
+        const rest = doc && typeof doc === 'object' && !Array.isArray(doc) ? { ...doc } : doc;
         if (you !== null) {
           const p = el('p', 'headline');
           p.append('this page is served by ', el('strong', '', `worker ${you}`));
           parts.push(p);
+          delete rest.you;
         }
         if (typeof doc.server === 'string' && Number.isInteger(doc.uptime_s)) {
           parts.push(el('p', 'meta', `${doc.server}, up ${formatDuration(doc.uptime_s)}`));
+          delete rest.server;
+          delete rest.uptime_s;
         }
-        parts.push(render(doc, 0, you));
+        parts.push(render(rest, 0, you));
         body.replaceChildren(...parts);
       },
     });
