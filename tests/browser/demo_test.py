@@ -274,7 +274,7 @@ async def check_counter(a: Page) -> str:
         raise Failure(f"counter: values are not integers: {first!r}, {second!r}")
     if second <= first:
         raise Failure(f"counter: did not rise in 1 s: {first} then {second}")
-    if shown.strip() != str(await a.eval("lwsdDemo.counter.value")) and not shown.strip().isdigit():
+    if not shown.strip().isdigit():
         raise Failure(f"counter: the page shows {shown!r}, not a number")
     # The Reset button sends "reset\n"; the next values restart from 0.
     before = await a.eval("lwsdDemo.counter.value")

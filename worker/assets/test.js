@@ -171,6 +171,7 @@
       open() { offline.hidden = true; canvas.classList.remove('is-offline'); },
       close() { offline.hidden = false; canvas.classList.add('is-offline'); },
       message(text) {
+        if (typeof text !== 'string') return; /* the protocol is text; ignore binary */
         demo.mirror.received += 1;
         demo.mirror.last = text.slice(0, 200);
         count.value = String(demo.mirror.received);
@@ -338,6 +339,7 @@
     /* lwsd names it lws-server-status; libwebsockets-test-server's is lws-status. */
     const link = new Link('status', ['lws-server-status', 'lws-status'], $('status-state'), {
       message(text) {
+        if (typeof text !== 'string') return;
         demo.status.messages += 1;
         if (text === lastText) return;
         lastText = text;
