@@ -5,6 +5,7 @@
 //! - [`mount`]: what a URL maps to (files today; redirect, callback, cgi, proxy later).
 //! - [`service`]: the only module that does I/O: the io_uring loop.
 
+pub mod assets;
 pub mod config;
 pub mod mount;
 pub mod roles;
