@@ -7,9 +7,11 @@
 
 pub mod assets;
 pub mod config;
+pub mod http;
 pub mod mount;
 pub mod roles;
 pub mod service;
+pub mod vhost;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -41,6 +43,11 @@ pub struct App {
     pub wakes: u64,
     /// Bus publications relayed by the supervisor, not yet delivered.
     pub bus_in: Vec<lwsd_proto::BusMessage>,
+    /// Wall-clock seconds since the epoch, read once per loop pass (Date headers,
+    /// cache revalidation).
+    pub now_unix: u64,
+    /// HTTP state (vhost, mounts, Date cache), set up by [`http::role_factory`].
+    pub http: Option<http::HttpShared>,
 }
 
 impl App {
@@ -53,6 +60,16 @@ impl App {
             posted: Vec::new(),
             wakes: 0,
             bus_in: Vec::new(),
+            now_unix: unix_now(),
+            http: None,
         }
     }
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

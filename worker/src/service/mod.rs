@@ -376,6 +376,7 @@ impl Loop {
         }
         let pass_start = Instant::now();
         self.now_ms = self.clock();
+        self.app.now_unix = crate::unix_now();
         self.reap_for_space();
         let mut cqes = std::mem::take(&mut self.cqes);
         for &(ud, res, flags) in &cqes {
