@@ -1,1 +1,27 @@
-//! What crosses lwsd's process boundaries (being written).
+//! What crosses lwsd's process boundaries (DESIGN.md sections 1 and 7).
+//!
+//! - [`msg`]: the control messages exchanged between the supervisor and each worker over
+//!   a `SOCK_SEQPACKET` socketpair (one message per packet), and their versioned,
+//!   hand-written little-endian encoding with a decoder that rejects anything malformed
+//!   with a typed error and never panics.
+//! - [`fdpass`]: sending and receiving one packet together with file descriptors in
+//!   `SCM_RIGHTS` (unix(7)), the way accepted connections travel from the supervisor to a
+//!   worker.
+//!
+//! The encoding is hand-written rather than serde + bincode because the messages are
+//! few and fixed, the decoder must be total on hostile bytes with exact limits, and the
+//! hot message (`NewConns`, one per accept pass) must encode into a reused buffer
+//! without allocating.
+
+// `deny`, not `forbid`: one audited function in `fdpass` must turn the fd numbers the
+// kernel installed via SCM_RIGHTS into `OwnedFd`s, which safe Rust cannot express.
+#![deny(unsafe_code)]
+
+pub mod fdpass;
+pub mod msg;
+
+pub use fdpass::{recv, send};
+pub use msg::{
+    BusMessage, DecodeError, EncodeError, FromWorker, MAX_BUS_CHANNEL, MAX_BUS_PAYLOAD,
+    MAX_FDS_PER_MSG, MAX_MSG_SIZE, NewConn, PeerAddr, ToWorker, WorkerStats,
+};

@@ -1,0 +1,735 @@
+//! Control messages between the supervisor and a worker, and their wire encoding.
+//!
+//! One message is one `SOCK_SEQPACKET` packet (the socket keeps message boundaries, so
+//! there is no length prefix). Every packet starts with a 4-byte header:
+//!
+//! ```text
+//! +--------+--------+---------+------+----------------------------+
+//! | 'L'    | 'W'    | version | type | body (type-specific, LE)   |
+//! +--------+--------+---------+------+----------------------------+
+//! ```
+//!
+//! Integers are little-endian. Types `0x01..` travel supervisor → worker ([`ToWorker`]),
+//! types `0x41..` worker → supervisor ([`FromWorker`]); each decoder accepts only its own
+//! direction, so a message sent the wrong way is rejected as an unknown type.
+//!
+//! Bodies:
+//! - `NewConns` (0x01): `u16 count` then per connection `u16 listener`, `u8 tag`
+//!   (0 unix, 4 IPv4, 6 IPv6), then for IPv4 4 address bytes + `u16 port`, for IPv6 16
+//!   address bytes + `u16 port`, for unix nothing. The connections' fds ride in the same
+//!   packet's `SCM_RIGHTS`, in the same order (see [`crate::fdpass`]).
+//! - `Shutdown` (0x02): `u32 grace_ms`.
+//! - `Bus` (0x03 / 0x43): `u8 channel_len`, channel (UTF-8), `u16 origin`, `u64 seq`,
+//!   `u32 payload_len`, payload.
+//! - `Hello` (0x41): `u16 index`, `u32 pid`.
+//! - `Stats` (0x42): the [`WorkerStats`] fields in declaration order, fixed size.
+//!
+//! The decoder is total: bad magic, version or type, truncation, bytes left over,
+//! over-limit counts and lengths and non-UTF-8 channel names each give a
+//! [`DecodeError`]; nothing a peer sends can make it panic or allocate more than the
+//! packet's own size.
+
+use std::fmt;
+
+/// First two bytes of every control packet.
+pub const MAGIC: [u8; 2] = *b"LW";
+/// Wire version; bumped on any incompatible change. Supervisor and workers are the same
+/// binary, so a mismatch means a corrupted or foreign packet, and it is rejected.
+pub const VERSION: u8 = 1;
+/// Magic + version + type.
+pub const HEADER_LEN: usize = 4;
+
+/// Largest control packet either side sends or accepts. Both sides receive into a buffer
+/// of this size, so a packet never gets truncated; it is far below the control socket's
+/// send buffer (the supervisor sets SO_SNDBUF to 1 MiB), so one message always fits in
+/// an empty socket. 64 KiB keeps the receive buffer cheap while leaving room for bus
+/// payloads the size of a typical WebSocket chat/mirror message.
+pub const MAX_MSG_SIZE: usize = 64 * 1024;
+
+/// Most fds one `NewConns` packet carries. The kernel allows 253 (`SCM_MAX_FD`); 64
+/// amortises the per-sendmsg cost over a burst of accepts (one accept pass rarely yields
+/// more) while keeping the receiver's control buffer small and fixed.
+pub const MAX_FDS_PER_MSG: usize = 64;
+
+/// Longest bus channel name in bytes: names are short identifiers ("lws-mirror-protocol"
+/// and the like); bounding them keeps the fixed part of a bus message small.
+pub const MAX_BUS_CHANNEL: usize = 64;
+
+/// Bytes of a bus message outside its payload when the channel name is at its longest.
+const BUS_FIXED_MAX: usize = 1 + MAX_BUS_CHANNEL + 2 + 8 + 4;
+
+/// Largest bus payload: whatever is left of [`MAX_MSG_SIZE`] once the header and the
+/// longest channel name are counted, so any valid bus message fits one packet. Larger
+/// application messages are split by the bus layer above this one.
+pub const MAX_BUS_PAYLOAD: usize = MAX_MSG_SIZE - HEADER_LEN - BUS_FIXED_MAX;
+
+const T_NEW_CONNS: u8 = 0x01;
+const T_SHUTDOWN: u8 = 0x02;
+const T_BUS_TO: u8 = 0x03;
+const T_HELLO: u8 = 0x41;
+const T_STATS: u8 = 0x42;
+const T_BUS_FROM: u8 = 0x43;
+
+const TAG_UNIX: u8 = 0;
+const TAG_V4: u8 = 4;
+const TAG_V6: u8 = 6;
+
+/// Encoded size of one [`WorkerStats`].
+const STATS_LEN: usize = 4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8;
+
+/// Supervisor → worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToWorker {
+    /// Accepted connections; their fds are in the same packet's `SCM_RIGHTS`, same order.
+    /// At most [`MAX_FDS_PER_MSG`].
+    NewConns(Vec<NewConn>),
+    /// Finish in-flight requests, close idle connections, exit by the deadline.
+    Shutdown { grace_ms: u32 },
+    /// A publication relayed from a worker (possibly this one).
+    Bus(BusMessage),
+}
+
+/// One accepted connection handed to a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewConn {
+    /// Index into the worker config's listener list.
+    pub listener: u16,
+    pub peer: PeerAddr,
+}
+
+/// The peer address of an accepted connection (port in host order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAddr {
+    V4([u8; 4], u16),
+    V6([u8; 16], u16),
+    /// Unix sockets: peers are normally unnamed; credentials come from SO_PEERCRED.
+    Unix,
+}
+
+/// Worker → supervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FromWorker {
+    /// First message of a worker, once its loop is ready.
+    Hello { index: u16, pid: u32 },
+    /// A snapshot, pushed every ~250 ms and on demand.
+    Stats(WorkerStats),
+    /// Publish to every worker; the supervisor relays in order per publisher.
+    Bus(BusMessage),
+}
+
+/// A publication on the cross-worker bus (DESIGN.md section 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusMessage {
+    /// At most [`MAX_BUS_CHANNEL`] bytes.
+    pub channel: String,
+    /// Index of the publishing worker.
+    pub origin: u16,
+    /// Per-publisher sequence number, so receivers can see gaps.
+    pub seq: u64,
+    /// At most [`MAX_BUS_PAYLOAD`] bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A worker's counters and gauges since it started (DESIGN.md section 7). The
+/// supervisor turns these into Prometheus series; counters restart at zero with a new
+/// worker process and the supervisor keeps the exported series monotonic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub live_conns: u32,
+    pub accepted_total: u64,
+    pub closed_total: u64,
+    /// Responses by status class: index 0 is 1xx, ..., 4 is 5xx.
+    pub http_requests_total: [u64; 5],
+    pub ws_conns: u32,
+    pub ws_msgs_rx: u64,
+    pub ws_msgs_tx: u64,
+    pub ws_bytes_rx: u64,
+    pub ws_bytes_tx: u64,
+    /// Time the event loop spent late (lws latency tracking), in nanoseconds.
+    pub loop_stall_ns: u64,
+    /// User + system CPU time of the worker process, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+}
+
+/// Why a packet was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The packet ends before the message does.
+    Truncated,
+    /// The packet is larger than [`MAX_MSG_SIZE`].
+    TooLarge(usize),
+    BadMagic([u8; 2]),
+    BadVersion(u8),
+    /// Not a message type of this direction.
+    UnknownType(u8),
+    /// Bytes left after a complete message.
+    TrailingBytes(usize),
+    /// `NewConns` with more than [`MAX_FDS_PER_MSG`] connections.
+    TooManyConns(usize),
+    BadPeerTag(u8),
+    /// Bus channel name longer than [`MAX_BUS_CHANNEL`].
+    ChannelTooLong(usize),
+    ChannelNotUtf8,
+    /// Bus payload longer than [`MAX_BUS_PAYLOAD`].
+    PayloadTooLarge(usize),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::Truncated => write!(f, "control message truncated"),
+            DecodeError::TooLarge(n) => {
+                write!(f, "control message of {n} bytes exceeds {MAX_MSG_SIZE}")
+            }
+            DecodeError::BadMagic(m) => write!(f, "bad control message magic {m:02x?}"),
+            DecodeError::BadVersion(v) => {
+                write!(f, "control message version {v}, expected {VERSION}")
+            }
+            DecodeError::UnknownType(t) => write!(f, "unknown control message type {t:#04x}"),
+            DecodeError::TrailingBytes(n) => write!(f, "{n} bytes after control message"),
+            DecodeError::TooManyConns(n) => {
+                write!(f, "{n} connections in one message, limit {MAX_FDS_PER_MSG}")
+            }
+            DecodeError::BadPeerTag(t) => write!(f, "unknown peer address tag {t}"),
+            DecodeError::ChannelTooLong(n) => {
+                write!(f, "bus channel of {n} bytes, limit {MAX_BUS_CHANNEL}")
+            }
+            DecodeError::ChannelNotUtf8 => write!(f, "bus channel is not UTF-8"),
+            DecodeError::PayloadTooLarge(n) => {
+                write!(f, "bus payload of {n} bytes, limit {MAX_BUS_PAYLOAD}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A value that cannot be encoded because it breaks a limit of the wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    TooManyConns(usize),
+    ChannelTooLong(usize),
+    PayloadTooLarge(usize),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            EncodeError::TooManyConns(n) => {
+                write!(f, "{n} connections in one message, limit {MAX_FDS_PER_MSG}")
+            }
+            EncodeError::ChannelTooLong(n) => {
+                write!(f, "bus channel of {n} bytes, limit {MAX_BUS_CHANNEL}")
+            }
+            EncodeError::PayloadTooLarge(n) => {
+                write!(f, "bus payload of {n} bytes, limit {MAX_BUS_PAYLOAD}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+fn header(out: &mut Vec<u8>, ty: u8) {
+    out.clear();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(ty);
+}
+
+impl ToWorker {
+    /// Encodes into `out`, replacing its contents (reuse one buffer to avoid allocating).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            ToWorker::NewConns(conns) => Self::encode_new_conns(conns, out),
+            ToWorker::Shutdown { grace_ms } => {
+                header(out, T_SHUTDOWN);
+                out.extend_from_slice(&grace_ms.to_le_bytes());
+                Ok(())
+            }
+            ToWorker::Bus(m) => m.encode(T_BUS_TO, out),
+        }
+    }
+
+    /// Encodes a `NewConns` message from a slice, so the sender need not build a `Vec`.
+    pub fn encode_new_conns(conns: &[NewConn], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        if conns.len() > MAX_FDS_PER_MSG {
+            return Err(EncodeError::TooManyConns(conns.len()));
+        }
+        header(out, T_NEW_CONNS);
+        // Fits: checked against MAX_FDS_PER_MSG (64) above.
+        out.extend_from_slice(&(conns.len() as u16).to_le_bytes());
+        for c in conns {
+            out.extend_from_slice(&c.listener.to_le_bytes());
+            match c.peer {
+                PeerAddr::Unix => out.push(TAG_UNIX),
+                PeerAddr::V4(a, port) => {
+                    out.push(TAG_V4);
+                    out.extend_from_slice(&a);
+                    out.extend_from_slice(&port.to_le_bytes());
+                }
+                PeerAddr::V6(a, port) => {
+                    out.push(TAG_V6);
+                    out.extend_from_slice(&a);
+                    out.extend_from_slice(&port.to_le_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes one packet. Messages of the other direction are [`DecodeError::UnknownType`].
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (ty, mut r) = Reader::open(buf)?;
+        let msg = match ty {
+            T_NEW_CONNS => {
+                let n = usize::from(r.u16()?);
+                if n > MAX_FDS_PER_MSG {
+                    return Err(DecodeError::TooManyConns(n));
+                }
+                let mut conns = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let listener = r.u16()?;
+                    let peer = match r.u8()? {
+                        TAG_UNIX => PeerAddr::Unix,
+                        TAG_V4 => PeerAddr::V4(*r.array::<4>()?, r.u16()?),
+                        TAG_V6 => PeerAddr::V6(*r.array::<16>()?, r.u16()?),
+                        t => return Err(DecodeError::BadPeerTag(t)),
+                    };
+                    conns.push(NewConn { listener, peer });
+                }
+                ToWorker::NewConns(conns)
+            }
+            T_SHUTDOWN => ToWorker::Shutdown { grace_ms: r.u32()? },
+            T_BUS_TO => ToWorker::Bus(BusMessage::decode_body(&mut r)?),
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+impl FromWorker {
+    /// Encodes into `out`, replacing its contents.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        match self {
+            FromWorker::Hello { index, pid } => {
+                header(out, T_HELLO);
+                out.extend_from_slice(&index.to_le_bytes());
+                out.extend_from_slice(&pid.to_le_bytes());
+                Ok(())
+            }
+            FromWorker::Stats(s) => {
+                header(out, T_STATS);
+                out.reserve(STATS_LEN);
+                out.extend_from_slice(&s.live_conns.to_le_bytes());
+                out.extend_from_slice(&s.accepted_total.to_le_bytes());
+                out.extend_from_slice(&s.closed_total.to_le_bytes());
+                for v in s.http_requests_total {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                out.extend_from_slice(&s.ws_conns.to_le_bytes());
+                for v in [
+                    s.ws_msgs_rx,
+                    s.ws_msgs_tx,
+                    s.ws_bytes_rx,
+                    s.ws_bytes_tx,
+                    s.loop_stall_ns,
+                    s.cpu_ns,
+                    s.rss_bytes,
+                ] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                Ok(())
+            }
+            FromWorker::Bus(m) => m.encode(T_BUS_FROM, out),
+        }
+    }
+
+    /// Decodes one packet. Messages of the other direction are [`DecodeError::UnknownType`].
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (ty, mut r) = Reader::open(buf)?;
+        let msg = match ty {
+            T_HELLO => FromWorker::Hello {
+                index: r.u16()?,
+                pid: r.u32()?,
+            },
+            T_STATS => {
+                let live_conns = r.u32()?;
+                let accepted_total = r.u64()?;
+                let closed_total = r.u64()?;
+                let mut http_requests_total = [0u64; 5];
+                for v in &mut http_requests_total {
+                    *v = r.u64()?;
+                }
+                FromWorker::Stats(WorkerStats {
+                    live_conns,
+                    accepted_total,
+                    closed_total,
+                    http_requests_total,
+                    ws_conns: r.u32()?,
+                    ws_msgs_rx: r.u64()?,
+                    ws_msgs_tx: r.u64()?,
+                    ws_bytes_rx: r.u64()?,
+                    ws_bytes_tx: r.u64()?,
+                    loop_stall_ns: r.u64()?,
+                    cpu_ns: r.u64()?,
+                    rss_bytes: r.u64()?,
+                })
+            }
+            T_BUS_FROM => FromWorker::Bus(BusMessage::decode_body(&mut r)?),
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+impl BusMessage {
+    fn encode(&self, ty: u8, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let ch = self.channel.as_bytes();
+        if ch.len() > MAX_BUS_CHANNEL {
+            return Err(EncodeError::ChannelTooLong(ch.len()));
+        }
+        if self.payload.len() > MAX_BUS_PAYLOAD {
+            return Err(EncodeError::PayloadTooLarge(self.payload.len()));
+        }
+        header(out, ty);
+        out.reserve(BUS_FIXED_MAX + self.payload.len());
+        // Both casts fit: checked against MAX_BUS_CHANNEL and MAX_BUS_PAYLOAD above.
+        out.push(ch.len() as u8);
+        out.extend_from_slice(ch);
+        out.extend_from_slice(&self.origin.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.payload);
+        Ok(())
+    }
+
+    fn decode_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let ch_len = usize::from(r.u8()?);
+        if ch_len > MAX_BUS_CHANNEL {
+            return Err(DecodeError::ChannelTooLong(ch_len));
+        }
+        let channel = std::str::from_utf8(r.take(ch_len)?)
+            .map_err(|_| DecodeError::ChannelNotUtf8)?
+            .to_owned();
+        let origin = r.u16()?;
+        let seq = r.u64()?;
+        let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
+        if len > MAX_BUS_PAYLOAD {
+            return Err(DecodeError::PayloadTooLarge(len));
+        }
+        let payload = r.take(len)?.to_vec();
+        Ok(BusMessage {
+            channel,
+            origin,
+            seq,
+            payload,
+        })
+    }
+}
+
+/// A cursor over a packet; every read is bounds-checked and fails with `Truncated`.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// Checks size and header; returns the message type and a reader over the body.
+    fn open(buf: &'a [u8]) -> Result<(u8, Self), DecodeError> {
+        if buf.len() > MAX_MSG_SIZE {
+            return Err(DecodeError::TooLarge(buf.len()));
+        }
+        let Some((hdr, body)) = buf.split_first_chunk::<HEADER_LEN>() else {
+            return Err(DecodeError::Truncated);
+        };
+        let [m0, m1, version, ty] = *hdr;
+        if [m0, m1] != MAGIC {
+            return Err(DecodeError::BadMagic([m0, m1]));
+        }
+        if version != VERSION {
+            return Err(DecodeError::BadVersion(version));
+        }
+        Ok((ty, Reader { buf: body }))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<&'a [u8; N], DecodeError> {
+        let (a, b) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or(DecodeError::Truncated)?;
+        self.buf = b;
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(*self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(*self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(*self.array()?))
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes(self.buf.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt_to(m: ToWorker) {
+        let mut buf = Vec::new();
+        m.encode(&mut buf).unwrap();
+        assert!(buf.len() <= MAX_MSG_SIZE);
+        assert_eq!(ToWorker::decode(&buf).unwrap(), m);
+        // Every strict prefix is truncated, never a panic or a different message.
+        for cut in 0..buf.len() {
+            assert_eq!(
+                ToWorker::decode(&buf[..cut]),
+                Err(DecodeError::Truncated),
+                "cut {cut}"
+            );
+        }
+        buf.push(0);
+        let want = if buf.len() > MAX_MSG_SIZE {
+            DecodeError::TooLarge(buf.len())
+        } else {
+            DecodeError::TrailingBytes(1)
+        };
+        assert_eq!(ToWorker::decode(&buf), Err(want));
+    }
+
+    fn rt_from(m: FromWorker) {
+        let mut buf = Vec::new();
+        m.encode(&mut buf).unwrap();
+        assert!(buf.len() <= MAX_MSG_SIZE);
+        assert_eq!(FromWorker::decode(&buf).unwrap(), m);
+        for cut in 0..buf.len() {
+            assert_eq!(FromWorker::decode(&buf[..cut]), Err(DecodeError::Truncated));
+        }
+        buf.extend_from_slice(&[1, 2, 3]);
+        let want = if buf.len() > MAX_MSG_SIZE {
+            DecodeError::TooLarge(buf.len())
+        } else {
+            DecodeError::TrailingBytes(3)
+        };
+        assert_eq!(FromWorker::decode(&buf), Err(want));
+    }
+
+    fn conn(i: usize) -> NewConn {
+        let peer = match i % 3 {
+            0 => PeerAddr::V4([127, 0, 0, i as u8], u16::MAX - i as u16),
+            1 => PeerAddr::V6([0xff; 16], 0),
+            _ => PeerAddr::Unix,
+        };
+        NewConn {
+            listener: if i.is_multiple_of(2) { 0 } else { u16::MAX },
+            peer,
+        }
+    }
+
+    #[test]
+    fn new_conns_round_trip() {
+        rt_to(ToWorker::NewConns(Vec::new()));
+        rt_to(ToWorker::NewConns(vec![conn(0)]));
+        rt_to(ToWorker::NewConns(vec![conn(1)]));
+        rt_to(ToWorker::NewConns(vec![conn(2)]));
+        rt_to(ToWorker::NewConns((0..MAX_FDS_PER_MSG).map(conn).collect()));
+    }
+
+    #[test]
+    fn new_conns_limit() {
+        let conns: Vec<_> = (0..=MAX_FDS_PER_MSG).map(conn).collect();
+        let mut buf = Vec::new();
+        assert_eq!(
+            ToWorker::NewConns(conns).encode(&mut buf),
+            Err(EncodeError::TooManyConns(MAX_FDS_PER_MSG + 1))
+        );
+        // A hand-made packet claiming 65 connections is refused before reading them.
+        let pkt = [b'L', b'W', VERSION, T_NEW_CONNS, 65, 0];
+        assert_eq!(ToWorker::decode(&pkt), Err(DecodeError::TooManyConns(65)));
+        let pkt = [b'L', b'W', VERSION, T_NEW_CONNS, 0xff, 0xff];
+        assert_eq!(
+            ToWorker::decode(&pkt),
+            Err(DecodeError::TooManyConns(65535))
+        );
+    }
+
+    #[test]
+    fn new_conns_wire_layout() {
+        let mut buf = Vec::new();
+        ToWorker::encode_new_conns(
+            &[NewConn {
+                listener: 2,
+                peer: PeerAddr::V4([10, 0, 0, 1], 0x1234),
+            }],
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(
+            buf,
+            [b'L', b'W', 1, 0x01, 1, 0, 2, 0, 4, 10, 0, 0, 1, 0x34, 0x12]
+        );
+    }
+
+    #[test]
+    fn bad_peer_tag() {
+        let pkt = [b'L', b'W', VERSION, T_NEW_CONNS, 1, 0, 0, 0, 5];
+        assert_eq!(ToWorker::decode(&pkt), Err(DecodeError::BadPeerTag(5)));
+    }
+
+    #[test]
+    fn shutdown_round_trip() {
+        rt_to(ToWorker::Shutdown { grace_ms: 0 });
+        rt_to(ToWorker::Shutdown { grace_ms: u32::MAX });
+    }
+
+    fn bus(channel_len: usize, payload_len: usize) -> BusMessage {
+        BusMessage {
+            channel: "é".repeat(channel_len / 2) + &"c".repeat(channel_len % 2),
+            origin: u16::MAX,
+            seq: u64::MAX,
+            payload: vec![0xa5; payload_len],
+        }
+    }
+
+    #[test]
+    fn bus_round_trip_and_extremes() {
+        for (c, p) in [(0, 0), (1, 1), (MAX_BUS_CHANNEL, MAX_BUS_PAYLOAD)] {
+            rt_to(ToWorker::Bus(bus(c, p)));
+            rt_from(FromWorker::Bus(bus(c, p)));
+        }
+        // The largest bus message is exactly the largest packet.
+        let mut buf = Vec::new();
+        ToWorker::Bus(bus(MAX_BUS_CHANNEL, MAX_BUS_PAYLOAD))
+            .encode(&mut buf)
+            .unwrap();
+        assert_eq!(buf.len(), MAX_MSG_SIZE);
+    }
+
+    #[test]
+    fn bus_limits() {
+        let mut buf = Vec::new();
+        assert_eq!(
+            ToWorker::Bus(bus(MAX_BUS_CHANNEL + 1, 0)).encode(&mut buf),
+            Err(EncodeError::ChannelTooLong(MAX_BUS_CHANNEL + 1))
+        );
+        assert_eq!(
+            FromWorker::Bus(bus(0, MAX_BUS_PAYLOAD + 1)).encode(&mut buf),
+            Err(EncodeError::PayloadTooLarge(MAX_BUS_PAYLOAD + 1))
+        );
+        let long = [b'L', b'W', VERSION, T_BUS_TO, 65];
+        assert_eq!(
+            ToWorker::decode(&long),
+            Err(DecodeError::ChannelTooLong(65))
+        );
+        let mut big = vec![b'L', b'W', VERSION, T_BUS_FROM, 0, 0, 0];
+        big.extend_from_slice(&0u64.to_le_bytes());
+        big.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            FromWorker::decode(&big),
+            Err(DecodeError::PayloadTooLarge(u32::MAX as usize))
+        );
+        let bad_utf8 = [b'L', b'W', VERSION, T_BUS_TO, 1, 0xff];
+        assert_eq!(
+            ToWorker::decode(&bad_utf8),
+            Err(DecodeError::ChannelNotUtf8)
+        );
+    }
+
+    #[test]
+    fn hello_and_stats_round_trip() {
+        rt_from(FromWorker::Hello { index: 0, pid: 0 });
+        rt_from(FromWorker::Hello {
+            index: u16::MAX,
+            pid: u32::MAX,
+        });
+        rt_from(FromWorker::Stats(WorkerStats::default()));
+        let max = WorkerStats {
+            live_conns: u32::MAX,
+            accepted_total: u64::MAX,
+            closed_total: u64::MAX - 1,
+            http_requests_total: [1, 2, 3, 4, u64::MAX],
+            ws_conns: u32::MAX - 1,
+            ws_msgs_rx: 5,
+            ws_msgs_tx: 6,
+            ws_bytes_rx: 7,
+            ws_bytes_tx: 8,
+            loop_stall_ns: 9,
+            cpu_ns: 10,
+            rss_bytes: u64::MAX,
+        };
+        rt_from(FromWorker::Stats(max));
+        let mut buf = Vec::new();
+        FromWorker::Stats(max).encode(&mut buf).unwrap();
+        assert_eq!(buf.len(), HEADER_LEN + STATS_LEN);
+    }
+
+    #[test]
+    fn header_rejections() {
+        let mut buf = Vec::new();
+        ToWorker::Shutdown { grace_ms: 5 }.encode(&mut buf).unwrap();
+        let mut bad = buf.clone();
+        bad[0] = b'X';
+        assert_eq!(
+            ToWorker::decode(&bad),
+            Err(DecodeError::BadMagic([b'X', b'W']))
+        );
+        let mut bad = buf.clone();
+        bad[2] = 2;
+        assert_eq!(ToWorker::decode(&bad), Err(DecodeError::BadVersion(2)));
+        // Direction is part of the type: a supervisor message is unknown to the worker
+        // decoder of the other direction and vice versa.
+        assert_eq!(
+            FromWorker::decode(&buf),
+            Err(DecodeError::UnknownType(T_SHUTDOWN))
+        );
+        let mut hello = Vec::new();
+        FromWorker::Hello { index: 1, pid: 2 }
+            .encode(&mut hello)
+            .unwrap();
+        assert_eq!(
+            ToWorker::decode(&hello),
+            Err(DecodeError::UnknownType(T_HELLO))
+        );
+        assert_eq!(ToWorker::decode(&[]), Err(DecodeError::Truncated));
+        let huge = vec![0u8; MAX_MSG_SIZE + 1];
+        assert_eq!(
+            ToWorker::decode(&huge),
+            Err(DecodeError::TooLarge(MAX_MSG_SIZE + 1))
+        );
+    }
+
+    #[test]
+    fn encode_replaces_buffer_contents() {
+        let mut buf = vec![9; 100];
+        ToWorker::Shutdown { grace_ms: 1 }.encode(&mut buf).unwrap();
+        assert_eq!(buf.len(), HEADER_LEN + 4);
+    }
+}
