@@ -549,7 +549,7 @@ mod tests {
             _ => PeerAddr::Unix,
         };
         NewConn {
-            listener: if i % 2 == 0 { 0 } else { u16::MAX },
+            listener: if i.is_multiple_of(2) { 0 } else { u16::MAX },
             peer,
         }
     }

@@ -1,1 +1,140 @@
-//! The lwsd supervisor (being written).
+//! The lwsd supervisor (DESIGN.md sections 1, 6 and 7): command line, listeners, accept
+//! and fd handoff on its own io_uring, worker lifecycle, signals, the Prometheus
+//! endpoint and the bus relay.
+//!
+//! The same binary is also every worker: [`run`] checks `LWSD_WORKER_INDEX` and, when
+//! set, parses the same command line and becomes worker N on the control socket named
+//! by `LWSD_CTL_FD`.
+//!
+//! - [`cli`]: flags and the [`lwsd_worker::config::WorkerConfig`] built from them.
+//! - [`listen`]: binding the listen sockets.
+//! - [`policy`]: which worker gets a connection.
+//! - [`spawn`]: starting a worker process.
+//! - [`ring`]: the event loop.
+//! - [`metrics`]: the series and the `/metrics` endpoint.
+
+pub mod cli;
+pub mod listen;
+#[macro_use]
+pub mod log;
+pub mod metrics;
+pub mod policy;
+pub mod ring;
+pub mod spawn;
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+
+use clap::Parser;
+use lwsd_worker::config::WorkerConfig;
+
+use crate::cli::Cli;
+use crate::log::{ERR, NOTICE};
+
+/// The `lwsd` program: supervisor, or worker when started by one. Exit status: 0 after
+/// a clean stop, 1 when the server cannot start or fails, 2 for a bad command line.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse(); // exits 2 with a one-line error on bad flags
+    log::set_level(cli.debug_level);
+    if let Some(index) = std::env::var_os(spawn::ENV_WORKER_INDEX) {
+        return match worker_mode(&cli, index.to_str()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                log!(ERR, "worker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match supervise(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log!(ERR, "{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn supervise(cli: &Cli) -> io::Result<()> {
+    // Before any thread exists, so every thread inherits the mask and the signals are
+    // only ever consumed through the ring's signalfd.
+    ring::block_signals()?;
+    let listeners = listen::bind_all(&cli.listeners()).map_err(|e| io::Error::other(e.0))?;
+    let workers = cli.worker_count();
+    let metrics = metrics::Metrics::new(workers);
+    if let Some(addr) = cli.metrics_addr.0 {
+        match metrics::serve(addr, metrics.handle()) {
+            Ok(a) => log!(NOTICE, "metrics on http://{a}/metrics"),
+            Err(e) => {
+                listen::remove_unix_sockets(&listeners);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot serve metrics on {addr}: {e}"),
+                ));
+            }
+        }
+    }
+    for l in &listeners {
+        log!(NOTICE, "listening on {:?}", l.kind);
+    }
+    let sup = match ring::Supervisor::new(listeners, workers, metrics, cli.grace()) {
+        Ok(s) => s,
+        Err(e) => {
+            listen::remove_unix_sockets_of(&cli.listeners());
+            return Err(e);
+        }
+    };
+    sup.run()
+}
+
+/// Worker mode: the environment names our index and control socket.
+fn worker_mode(cli: &Cli, index: Option<&str>) -> io::Result<()> {
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let index: usize = index
+        .and_then(|s| s.parse().ok())
+        .filter(|&i| i < usize::from(cli::MAX_WORKERS))
+        .ok_or_else(|| bad(format!("bad {}", spawn::ENV_WORKER_INDEX)))?;
+    let fd: RawFd = std::env::var(spawn::ENV_CTL_FD)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&fd| fd > 2)
+        .ok_or_else(|| bad(format!("bad {}", spawn::ENV_CTL_FD)))?;
+    // A supervisor blocks its signals; a worker starts with the default dispositions
+    // (std's spawn resets the mask, this makes sure for any other launcher).
+    ring::handled_signals().thread_unblock()?;
+    let ctl = take_ctl_fd(fd)?;
+    run_worker(index, ctl, cli.worker_config())
+}
+
+/// Takes ownership of the inherited control socket after checking it is one.
+fn take_ctl_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor table; an invalid number gives EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and was inherited for this purpose alone: the
+    // supervisor created it as our end of the control socketpair, named it in
+    // LWSD_CTL_FD, and nothing else in this fresh process has taken it.
+    let ctl = unsafe { OwnedFd::from_raw_fd(fd) };
+    let ty = nix::sys::socket::getsockopt(&ctl, nix::sys::socket::sockopt::SockType)?;
+    if ty != nix::sys::socket::SockType::SeqPacket {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "LWSD_CTL_FD is not a SOCK_SEQPACKET socket",
+        ));
+    }
+    // Not passed on to anything this worker might exec.
+    nix::fcntl::fcntl(
+        &ctl,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(ctl)
+}
+
+/// The worker's service loop (the only call into the worker crate's loop).
+fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
+    // Until lwsd_worker::service::run_worker lands on main: a stand-in.
+    double::run_worker(index, ctl, cfg)
+}
+
+mod double;

@@ -1,1 +1,5 @@
-fn main() {}
+//! `lwsd`: see the library's [`lwsd::run`].
+
+fn main() -> std::process::ExitCode {
+    lwsd::run()
+}

@@ -1,0 +1,263 @@
+//! The command line (DESIGN.md section 6): `libwebsockets-test-server`'s flags where
+//! they make sense, plus lwsd's own. Parsed identically by the supervisor and by every
+//! worker (workers are the same binary re-executed with the same argv), so both derive
+//! the same [`WorkerConfig`] and the same listener order.
+//!
+//! Every bad value is rejected by clap with a one-line error naming the flag, exit 2.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use lwsd_worker::config::{ListenerKind, WorkerConfig};
+
+/// Most worker processes: one per core; 256 covers the largest common servers, and the
+/// per-worker control-socket buffers (1 MiB each) stay bounded.
+pub const MAX_WORKERS: u16 = 256;
+
+/// Longest accepted timeout/grace value, one day: anything longer is a typo, and it keeps
+/// the millisecond conversion for the wire (`u32`) far from overflow.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// lwsd: libwebsockets' server, rebuilt in Rust (supervisor + per-core io_uring workers).
+#[derive(Parser, Debug, Clone, PartialEq, Eq)]
+#[command(name = "lwsd", version, about)]
+pub struct Cli {
+    /// TCP port to listen on.
+    #[arg(short = 'p', long, default_value_t = 7681, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// Listen only on this address (default: 0.0.0.0 and [::], IPv6 socket v6-only).
+    #[arg(short = 'i', long = "interface", value_name = "ADDR")]
+    pub interface: Option<IpAddr>,
+
+    /// Also listen on this unix socket path (removed at exit).
+    #[arg(short = 'U', long = "unix-socket", value_name = "PATH")]
+    pub unix_socket: Option<PathBuf>,
+
+    /// Worker processes (default: available cores).
+    #[arg(short = 'j', long = "workers", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
+    pub workers: Option<u16>,
+
+    /// Document root (default: the embedded test-server demo).
+    #[arg(short = 'r', long = "resource-path", value_name = "DIR", value_parser = parse_dir)]
+    pub resource_path: Option<PathBuf>,
+
+    /// Prometheus endpoint address, or `off`.
+    #[arg(long = "metrics-addr", value_name = "ADDR|off", default_value = "127.0.0.1:9464",
+          value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
+
+    /// WebSocket protocol for clients that name none.
+    #[arg(long = "ws-default", value_name = "PROTOCOL", value_parser = parse_protocol)]
+    pub ws_default: Option<String>,
+
+    /// Log level bitfield as lws' -d (1 err, 2 warn, 4 notice, 8 info, 16 debug).
+    #[arg(short = 'd', long = "debug-level", value_name = "N", default_value_t = 7)]
+    pub debug_level: u32,
+
+    /// Seconds workers get to finish in-flight requests on SIGTERM.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
+    pub grace: u64,
+
+    /// Seconds an idle keep-alive connection is kept.
+    #[arg(long = "keepalive-timeout", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub keepalive_timeout: Option<u64>,
+
+    /// Seconds a client has to send a complete request head.
+    #[arg(long = "header-timeout", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub header_timeout: Option<u64>,
+}
+
+/// `--metrics-addr`: where the Prometheus endpoint listens, if anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsAddr(None));
+    }
+    s.parse::<SocketAddr>()
+        .map(|a| MetricsAddr(Some(a)))
+        .map_err(|_| format!("`{s}` is not `off` or an address like 127.0.0.1:9464"))
+}
+
+fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err(format!("`{s}` is not a directory")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
+/// RFC 6455 section 4.1: a subprotocol name is a token (RFC 2616 section 2.2).
+fn parse_protocol(s: &str) -> Result<String, String> {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !s.is_empty() && s.bytes().all(is_tchar) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a protocol name (an HTTP token)"))
+    }
+}
+
+impl Cli {
+    /// Worker count: `-j`, or the cores this process may run on, at most [`MAX_WORKERS`].
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, usize::from(MAX_WORKERS)),
+        }
+    }
+
+    /// The listeners in bind order; `NewConn::listener` indexes this list.
+    pub fn listeners(&self) -> Vec<ListenerKind> {
+        let mut v = Vec::with_capacity(3);
+        match self.interface {
+            Some(ip) => v.push(ListenerKind::Tcp(SocketAddr::new(ip, self.port))),
+            None => {
+                v.push(ListenerKind::Tcp(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    self.port,
+                )));
+                v.push(ListenerKind::Tcp(SocketAddr::new(
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    self.port,
+                )));
+            }
+        }
+        if let Some(p) = &self.unix_socket {
+            v.push(ListenerKind::Unix(p.clone()));
+        }
+        v
+    }
+
+    /// Shutdown grace period.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace)
+    }
+
+    /// What every worker serves with.
+    pub fn worker_config(&self) -> WorkerConfig {
+        let mut c = WorkerConfig {
+            listeners: self.listeners(),
+            resource_dir: self.resource_path.clone(),
+            ws_default: self.ws_default.clone(),
+            log_level: self.debug_level,
+            ..WorkerConfig::default()
+        };
+        if let Some(s) = self.keepalive_timeout {
+            c.keepalive_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.header_timeout {
+            c.header_timeout = Duration::from_secs(s);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lwsd").chain(args.iter().copied()))
+    }
+
+    fn rejects(args: &[&str], flag: &str) {
+        let e = parse(args).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}: {e}");
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains(flag), "{args:?}: `{msg}` does not name {flag}");
+        assert!(msg.lines().next().unwrap().starts_with("error: "));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.port, 7681);
+        assert_eq!(c.metrics_addr, MetricsAddr(Some("127.0.0.1:9464".parse().unwrap())));
+        assert_eq!(c.grace(), Duration::from_secs(10));
+        assert!(c.worker_count() >= 1);
+        assert_eq!(
+            c.listeners(),
+            vec![
+                ListenerKind::Tcp("0.0.0.0:7681".parse().unwrap()),
+                ListenerKind::Tcp("[::]:7681".parse().unwrap()),
+            ]
+        );
+        let w = c.worker_config();
+        let d = WorkerConfig::default();
+        assert_eq!(w.keepalive_timeout, d.keepalive_timeout);
+        assert_eq!(w.header_timeout, d.header_timeout);
+        assert_eq!(w.resource_dir, None);
+        assert_eq!(w.log_level, 7);
+    }
+
+    #[test]
+    fn test_server_flags() {
+        let dir = std::env::temp_dir();
+        let dir_s = dir.to_str().unwrap();
+        let c = parse(&[
+            "-p", "8080", "-i", "::1", "-U", "/tmp/x.sock", "-j", "3", "-r", dir_s, "-d", "1023",
+            "--metrics-addr", "off", "--ws-default", "lws-mirror-protocol", "--grace", "0",
+            "--keepalive-timeout", "5", "--header-timeout", "2",
+        ])
+        .unwrap();
+        assert_eq!(c.worker_count(), 3);
+        assert_eq!(c.metrics_addr, MetricsAddr(None));
+        assert_eq!(
+            c.listeners(),
+            vec![
+                ListenerKind::Tcp("[::1]:8080".parse().unwrap()),
+                ListenerKind::Unix("/tmp/x.sock".into()),
+            ]
+        );
+        let w = c.worker_config();
+        assert_eq!(w.listeners, c.listeners());
+        assert_eq!(w.resource_dir.as_deref(), Some(dir.as_path()));
+        assert_eq!(w.ws_default.as_deref(), Some("lws-mirror-protocol"));
+        assert_eq!(w.log_level, 1023);
+        assert_eq!(w.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(w.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.grace(), Duration::ZERO);
+        let long = parse(&["--port", "1", "--workers", "256", "--interface", "127.0.0.1"]).unwrap();
+        assert_eq!(long.port, 1);
+        assert_eq!(long.worker_count(), 256);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        rejects(&["-p", "0"], "--port");
+        rejects(&["-p", "65536"], "--port");
+        rejects(&["-p", "http"], "--port");
+        rejects(&["-j", "0"], "--workers");
+        rejects(&["-j", "257"], "--workers");
+        rejects(&["-i", "localhost"], "--interface");
+        rejects(&["-r", "/nonexistent/lwsd-test"], "--resource-path");
+        rejects(&["-r", "/etc/hostname"], "--resource-path");
+        rejects(&["--metrics-addr", "9464"], "--metrics-addr");
+        rejects(&["--ws-default", "a b"], "--ws-default");
+        rejects(&["--ws-default", ""], "--ws-default");
+        rejects(&["-d", "-1"], "--debug-level");
+        rejects(&["--grace", "86401"], "--grace");
+        rejects(&["--keepalive-timeout", "0"], "--keepalive-timeout");
+        rejects(&["--header-timeout", "0"], "--header-timeout");
+    }
+
+    #[test]
+    fn unknown_flag_is_an_error() {
+        let e = parse(&["--nope"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert_eq!(e.exit_code(), 2);
+    }
+}

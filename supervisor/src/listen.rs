@@ -1,0 +1,204 @@
+//! Listen sockets. The supervisor binds them once and keeps them for its whole life, so
+//! a worker crash or restart never closes a port (DESIGN.md section 1).
+//!
+//! All are non-blocking (the ring's multishot accept drives them) and close-on-exec (a
+//! worker must not inherit them: only the supervisor accepts).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use lwsd_worker::config::ListenerKind;
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen,
+    setsockopt, socket, sockopt,
+};
+
+/// listen(2) backlog. Connections wait in it between two accept passes of the ring; a
+/// burst of thousands of connects (a load test, clients reconnecting after a restart)
+/// must not overflow it, or the kernel drops SYNs and clients stall for a second. 4096
+/// is the kernel's default `net.core.somaxconn` since Linux 5.4 (it silently clamps
+/// larger values), so asking for more would be a no-op.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A bound, listening socket.
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub kind: ListenerKind,
+}
+
+/// Why binding failed, naming the address and the cause.
+#[derive(Debug)]
+pub struct BindError(pub String);
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Binds every listener, in order. The first failure aborts (already bound sockets are
+/// closed, a created unix socket removed) with an error naming the address.
+pub fn bind_all(kinds: &[ListenerKind]) -> Result<Vec<Listener>, BindError> {
+    let mut out = Vec::with_capacity(kinds.len());
+    for k in kinds {
+        let fd = match k {
+            ListenerKind::Tcp(a) => bind_tcp(*a)
+                .map_err(|e| BindError(format!("cannot listen on {a}: {}", describe(&e)))),
+            ListenerKind::Unix(p) => bind_unix(p),
+        };
+        match fd {
+            Ok(fd) => out.push(Listener {
+                fd,
+                kind: k.clone(),
+            }),
+            Err(e) => {
+                remove_unix_sockets(&out);
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the unix socket files of these listeners (at exit, or after a failed start).
+pub fn remove_unix_sockets(listeners: &[Listener]) {
+    for l in listeners {
+        if let ListenerKind::Unix(p) = &l.kind {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn describe(e: &io::Error) -> String {
+    let name = match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => "EADDRINUSE",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EADDRNOTAVAIL) => "EADDRNOTAVAIL",
+        Some(libc::EAFNOSUPPORT) => "EAFNOSUPPORT",
+        _ => return e.to_string(),
+    };
+    format!("{name} ({e})")
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = match addr {
+        SocketAddr::V4(a) => {
+            let fd = socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            bind(fd.as_raw_fd(), &SockaddrIn::from(a))?;
+            fd
+        }
+        SocketAddr::V6(a) => {
+            let fd = socket(AddressFamily::Inet6, SockType::Stream, flags, None)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            // [::] and 0.0.0.0 are two listeners; without V6ONLY the v6 one would also
+            // claim the v4 port and the second bind would fail.
+            setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+            bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?;
+            fd
+        }
+    };
+    listen(&fd, Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    Ok(fd)
+}
+
+fn bind_unix(path: &Path) -> Result<OwnedFd, BindError> {
+    let err = |what: String| BindError(format!("cannot listen on {}: {what}", path.display()));
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A socket file: stale if nobody accepts on it, in use otherwise.
+            if UnixStream::connect(path).is_ok() {
+                return Err(err("EADDRINUSE (another server accepts on it)".into()));
+            }
+            std::fs::remove_file(path).map_err(|e| err(format!("removing stale socket: {e}")))?;
+        }
+        Ok(_) => return Err(err("the path exists and is not a socket".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e.to_string())),
+    }
+    // std sets SOCK_CLOEXEC and uses a backlog of 128 on older Rust; re-listen with ours.
+    let l = UnixListener::bind(path).map_err(|e| err(describe(&e)))?;
+    l.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
+    let fd = OwnedFd::from(l);
+    listen(&fd.as_fd(), Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(fd)
+}
+
+/// Removes the unix socket files named in these listener specs.
+pub fn remove_unix_sockets_of(kinds: &[ListenerKind]) {
+    for k in kinds {
+        if let ListenerKind::Unix(p) = k {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The unix socket path of a listener, if it is one.
+pub fn unix_path(kind: &ListenerKind) -> Option<&PathBuf> {
+    match kind {
+        ListenerKind::Unix(p) => Some(p),
+        ListenerKind::Tcp(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("lwsd-listen-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn tcp_in_use_names_address_and_cause() {
+        let a = bind_all(&[ListenerKind::Tcp("127.0.0.1:0".parse().unwrap())]).unwrap();
+        let addr: SocketAddr = nix::sys::socket::getsockname::<SockaddrIn>(a[0].fd.as_raw_fd())
+            .map(|s| SocketAddr::V4(s.into()))
+            .unwrap();
+        let e = bind_all(&[ListenerKind::Tcp(addr)]).err().unwrap().0;
+        assert!(e.contains(&addr.to_string()) && e.contains("EADDRINUSE"), "{e}");
+        // Listeners are non-blocking and close-on-exec.
+        let fl = nix::fcntl::fcntl(&a[0].fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        assert_ne!(fl & libc::O_NONBLOCK, 0);
+        let fd = nix::fcntl::fcntl(&a[0].fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(fd & libc::FD_CLOEXEC, 0);
+    }
+
+    #[test]
+    fn unix_refuses_non_socket_and_replaces_stale() {
+        let p = tmp("file");
+        std::fs::write(&p, b"not a socket").unwrap();
+        let e = bind_all(&[ListenerKind::Unix(p.clone())]).err().unwrap().0;
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"not a socket");
+        std::fs::remove_file(&p).unwrap();
+
+        let p = tmp("stale");
+        drop(UnixListener::bind(&p).unwrap()); // leaves a socket file nobody accepts on
+        let l = bind_all(&[ListenerKind::Unix(p.clone())]).unwrap();
+        UnixStream::connect(&p).unwrap();
+        // A live one is not stolen.
+        let e = bind_all(&[ListenerKind::Unix(p.clone())]).err().unwrap().0;
+        assert!(e.contains("EADDRINUSE"), "{e}");
+        remove_unix_sockets(&l);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn failed_start_removes_created_unix_socket() {
+        let p = tmp("rollback");
+        let busy = bind_all(&[ListenerKind::Tcp("127.0.0.1:0".parse().unwrap())]).unwrap();
+        let addr: SocketAddr = nix::sys::socket::getsockname::<SockaddrIn>(busy[0].fd.as_raw_fd())
+            .map(|s| SocketAddr::V4(s.into()))
+            .unwrap();
+        let r = bind_all(&[ListenerKind::Unix(p.clone()), ListenerKind::Tcp(addr)]);
+        assert!(r.is_err());
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,1014 @@
+//! The supervisor's event loop, on its own io_uring (DESIGN.md section 1).
+//!
+//! One ring watches everything: a multishot accept per listener, a multishot poll per
+//! worker control socket, a multishot poll on a signalfd (SIGTERM, SIGINT, SIGHUP,
+//! SIGCHLD) and a periodic timeout. Each pass over the completion queue collects the
+//! accepted fds, chooses a worker for each (fewest live connections, [`crate::policy`]),
+//! and sends each worker's share as one `SendMsg` op with up to 64 fds in SCM_RIGHTS;
+//! when that completes the supervisor's copies are closed with `Close` ops that ride in
+//! the next submit. So a burst of N connections costs about one submit and N/64
+//! sendmsgs instead of N accept4 + N sendmsg + N close syscalls.
+//!
+//! A failed send (the worker's socket is full, or the worker is gone) re-routes its fds
+//! to the next least-loaded worker, at most [`MAX_HANDOFF_ATTEMPTS`] times; nothing
+//! here ever blocks.
+//!
+//! Worker lifecycle: a worker that exits while the supervisor is not shutting down is
+//! respawned at once under the same index, or at most once per [`RESTART_INTERVAL`] if
+//! it keeps crashing. SIGTERM/SIGINT: accepts are cancelled, listeners closed, unix
+//! socket files removed, every worker told `Shutdown { grace }`, and the stragglers
+//! killed after the grace period plus [`KILL_SLACK`].
+//!
+//! `unsafe` here is the kernel boundary only: the io_uring SQE push (whose buffers must
+//! stay valid and unmoved until the completion) and taking ownership of fds the kernel
+//! returns; each block says why it holds.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use lwsd_proto::{FromWorker, MAX_FDS_PER_MSG, MAX_MSG_SIZE, NewConn, PeerAddr, ToWorker};
+use lwsd_worker::config::ListenerKind;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{SockaddrLike, SockaddrStorage, getpeername};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::listen::{self, Listener};
+use crate::log::{DEBUG, ERR, INFO, NOTICE, WARN};
+use crate::metrics::Metrics;
+use crate::policy::{Load, pick_least_loaded};
+use crate::spawn::spawn_worker;
+
+/// Submission queue size. A pass submits at most one accept re-arm per listener, one
+/// sendmsg per worker per 64 fds, and one close per handed fd; 1024 entries cover a
+/// burst of ~1000 connections per pass, and a full queue is submitted and reused.
+pub const RING_ENTRIES: u32 = 1024;
+
+/// Period of the housekeeping timer: restart backoff, shutdown deadline, bus queue
+/// retries. 100 ms keeps a crashed worker's replacement well inside the 1 s target and
+/// costs ten wake-ups a second.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// A worker index is respawned at most once per this interval (crash-loop brake).
+pub const RESTART_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Extra time after the grace period before remaining workers get SIGKILL: covers the
+/// worker's own exit path once its deadline passes.
+pub const KILL_SLACK: Duration = Duration::from_secs(1);
+
+/// Times one accepted fd is offered to a worker before it is closed: each failure
+/// excludes that worker for the rest of the pass, so three tries cover a full socket
+/// and a worker that died, without looping on a pool that is all down.
+pub const MAX_HANDOFF_ATTEMPTS: u8 = 3;
+
+/// Bus messages queued per worker while its socket is full. A worker that stops
+/// reading for longer than this many messages loses the oldest ones (counted in
+/// `lwsd_bus_messages_dropped_total`) instead of the supervisor buffering without end.
+pub const BUS_QUEUE_MAX: usize = 1024;
+
+// user_data: kind in the top byte, a 24-bit generation, a 32-bit index.
+const K_ACCEPT: u64 = 1;
+const K_SEND: u64 = 2;
+const K_CLOSE: u64 = 3;
+const K_CTL: u64 = 4;
+const K_SIGNAL: u64 = 5;
+const K_TIMER: u64 = 6;
+const K_CANCEL: u64 = 7;
+
+fn ud(kind: u64, generation: u32, idx: usize) -> u64 {
+    (kind << 56) | (u64::from(generation & 0xff_ffff) << 32) | (idx as u64 & 0xffff_ffff)
+}
+
+fn ud_parts(ud: u64) -> (u64, u32, usize) {
+    (
+        ud >> 56,
+        ((ud >> 32) & 0xff_ffff) as u32,
+        (ud & 0xffff_ffff) as usize,
+    )
+}
+
+/// `CMSG_LEN(n)` / `CMSG_SPACE(n)`.
+fn cmsg_len(n: usize) -> usize {
+    // SAFETY: CMSG_LEN is pure arithmetic on its argument (no pointer is read); n is at
+    // most 64 * 4.
+    unsafe { libc::CMSG_LEN(n as u32) as usize }
+}
+fn cmsg_space(n: usize) -> usize {
+    // SAFETY: as above, arithmetic only.
+    unsafe { libc::CMSG_SPACE(n as u32) as usize }
+}
+
+/// Control buffer of a handoff sendmsg, aligned for `struct cmsghdr`.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; lwsd_proto::fdpass::CMSG_BUF_LEN]);
+
+/// One handoff sendmsg in flight: everything the kernel reads lives here, boxed, so its
+/// address is stable from submission to completion.
+struct SendOp {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    cmsg: CmsgBuf,
+    data: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    conns: Vec<NewConn>,
+    attempts: Vec<u8>,
+    worker: usize,
+    /// Keeps the control socket open until the op completes even if the worker dies.
+    ctl: Option<Rc<OwnedFd>>,
+}
+
+impl SendOp {
+    fn new() -> Box<SendOp> {
+        Box::new(SendOp {
+            // SAFETY: msghdr and iovec are plain C structs of integers and pointers, for
+            // which all-zero is a valid (empty) value.
+            hdr: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            iov: unsafe { std::mem::zeroed() },
+            cmsg: CmsgBuf([0; lwsd_proto::fdpass::CMSG_BUF_LEN]),
+            data: Vec::with_capacity(4 + 2 + MAX_FDS_PER_MSG * 21),
+            fds: Vec::with_capacity(MAX_FDS_PER_MSG),
+            conns: Vec::with_capacity(MAX_FDS_PER_MSG),
+            attempts: Vec::with_capacity(MAX_FDS_PER_MSG),
+            worker: 0,
+            ctl: None,
+        })
+    }
+
+    /// Encodes the message and points the msghdr at this op's own buffers. Must be
+    /// called after the op is in its final (boxed) place and not moved before completion.
+    fn prepare(&mut self) {
+        // conns.len() <= MAX_FDS_PER_MSG by construction, so encoding cannot fail.
+        let _ = ToWorker::encode_new_conns(&self.conns, &mut self.data);
+        let n = self.fds.len();
+        let payload = n * std::mem::size_of::<RawFd>();
+        let c = &mut self.cmsg.0;
+        c.fill(0);
+        let hdr = std::mem::size_of::<usize>();
+        c[..hdr].copy_from_slice(&cmsg_len(payload).to_ne_bytes());
+        c[hdr..hdr + 4].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c[hdr + 4..hdr + 8].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+        let data_off = cmsg_len(0);
+        for (i, fd) in self.fds.iter().enumerate() {
+            let o = data_off + i * 4;
+            c[o..o + 4].copy_from_slice(&fd.as_raw_fd().to_ne_bytes());
+        }
+        self.iov.iov_base = self.data.as_ptr() as *mut libc::c_void;
+        self.iov.iov_len = self.data.len();
+        self.hdr.msg_name = std::ptr::null_mut();
+        self.hdr.msg_namelen = 0;
+        self.hdr.msg_iov = &mut self.iov;
+        self.hdr.msg_iovlen = 1;
+        self.hdr.msg_control = c.as_mut_ptr() as *mut libc::c_void;
+        self.hdr.msg_controllen = if n == 0 { 0 } else { cmsg_space(payload) };
+        self.hdr.msg_flags = 0;
+    }
+
+    fn clear(&mut self) {
+        self.fds.clear();
+        self.conns.clear();
+        self.attempts.clear();
+        self.ctl = None;
+    }
+}
+
+/// An accepted connection waiting for this pass's sendmsg.
+struct Pending {
+    fd: OwnedFd,
+    conn: NewConn,
+    attempts: u8,
+}
+
+/// What the supervisor tracks per worker index.
+struct Worker {
+    pid: Option<Pid>,
+    ctl: Option<Rc<OwnedFd>>,
+    /// Bumped per spawn; completions of an older process's ops are recognised by it.
+    generation: u32,
+    /// The control socket can take handoffs (false once it failed or hit EOF).
+    usable: bool,
+    /// The control socket was full this tick; offered nothing until the next tick.
+    congested: bool,
+    /// Saw Hello from the current process.
+    ready: bool,
+    /// Connections assigned to the current process (for [`Load`]).
+    assigned: u64,
+    /// When this index was last restarted (the initial start does not count).
+    last_restart: Option<Instant>,
+    restart_at: Option<Instant>,
+    /// Shutdown still to be sent (the socket was full).
+    shutdown_pending: bool,
+    bus_out: VecDeque<Rc<Vec<u8>>>,
+    pending: Vec<Pending>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            pid: None,
+            ctl: None,
+            generation: 0,
+            usable: false,
+            congested: false,
+            ready: false,
+            assigned: 0,
+            last_restart: None,
+            restart_at: None,
+            shutdown_pending: false,
+            bus_out: VecDeque::new(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+enum State {
+    Running,
+    Draining { deadline: Instant, killed: bool },
+}
+
+/// The supervisor loop and all it owns.
+pub struct Supervisor {
+    ring: IoUring,
+    listeners: Vec<Option<Listener>>,
+    accept_armed: Vec<bool>,
+    workers: Vec<Worker>,
+    metrics: Metrics,
+    sends: Vec<Option<Box<SendOp>>>,
+    free_sends: Vec<usize>,
+    spare_ops: Vec<Box<SendOp>>,
+    closes: Vec<RawFd>,
+    signals: SignalFd,
+    /// Boxed: the kernel reads it while the timeout is armed.
+    tick: Box<types::Timespec>,
+    state: State,
+    grace: Duration,
+    cqes: Vec<(u64, i32, u32)>,
+    ctl_buf: Vec<u8>,
+    ctl_fds: Vec<OwnedFd>,
+    enc: Vec<u8>,
+}
+
+/// The signals the loop takes through its signalfd. They must be blocked in every
+/// thread, so [`block_signals`] runs before any thread is started.
+pub fn handled_signals() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// Blocks [`handled_signals`] in the calling thread (and threads it starts later).
+pub fn block_signals() -> io::Result<()> {
+    handled_signals().thread_block()?;
+    Ok(())
+}
+
+impl Supervisor {
+    /// Sets up the ring and signalfd and spawns the workers. Signals must already be
+    /// blocked ([`block_signals`]).
+    pub fn new(
+        listeners: Vec<Listener>,
+        workers: usize,
+        metrics: Metrics,
+        grace: Duration,
+    ) -> io::Result<Supervisor> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .build(RING_ENTRIES)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("io_uring_setup failed ({e}); io_uring missing or forbidden?"),
+                )
+            })?;
+        let signals = SignalFd::with_flags(
+            &handled_signals(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
+        let n_listeners = listeners.len();
+        let mut s = Supervisor {
+            ring,
+            listeners: listeners.into_iter().map(Some).collect(),
+            accept_armed: vec![false; n_listeners],
+            workers: (0..workers).map(|_| Worker::new()).collect(),
+            metrics,
+            sends: Vec::new(),
+            free_sends: Vec::new(),
+            spare_ops: Vec::new(),
+            closes: Vec::new(),
+            signals,
+            tick: Box::new(types::Timespec::from(TICK)),
+            state: State::Running,
+            grace,
+            cqes: Vec::with_capacity(RING_ENTRIES as usize * 2),
+            ctl_buf: vec![0; MAX_MSG_SIZE],
+            ctl_fds: Vec::new(),
+            enc: Vec::with_capacity(MAX_MSG_SIZE),
+        };
+        for i in 0..workers {
+            s.spawn(i, Instant::now(), false);
+        }
+        Ok(s)
+    }
+
+    /// Pushes one SQE, submitting first if the queue is full.
+    ///
+    /// # Safety
+    /// Every buffer the entry points to must stay valid and unmoved until its completion
+    /// is reaped (io_uring's contract, `SubmissionQueue::push`).
+    unsafe fn push(&mut self, e: &squeue::Entry) {
+        loop {
+            // SAFETY: forwarded from this function's contract.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return;
+            }
+            if let Err(err) = self.ring.submit() {
+                log!(ERR, "io_uring submit: {err}");
+                // EBUSY: the completion queue is full; make room and retry. The entries
+                // are reaped into `cqes` and handled by the caller's pass.
+                self.reap();
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        for c in self.ring.completion() {
+            self.cqes.push((c.user_data(), c.result(), c.flags()));
+        }
+    }
+
+    fn arm_accept(&mut self, li: usize) {
+        let Some(l) = &self.listeners[li] else { return };
+        let e = opcode::AcceptMulti::new(types::Fd(l.fd.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud(K_ACCEPT, 0, li));
+        // SAFETY: a multishot accept reads no user memory; the listener fd stays open
+        // until this accept's final completion (closed only in `on_accept` then).
+        unsafe { self.push(&e) };
+        self.accept_armed[li] = true;
+    }
+
+    fn arm_ctl(&mut self, w: usize) {
+        let wk = &self.workers[w];
+        let Some(ctl) = &wk.ctl else { return };
+        let e = opcode::PollAdd::new(types::Fd(ctl.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(ud(K_CTL, wk.generation, w));
+        // SAFETY: a poll reads no user memory; the kernel holds its own reference to the
+        // socket, so closing our fd later only needs the cancel we submit then.
+        unsafe { self.push(&e) };
+    }
+
+    fn arm_signals(&mut self) {
+        let e = opcode::PollAdd::new(types::Fd(self.signals.as_fd().as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(ud(K_SIGNAL, 0, 0));
+        // SAFETY: no user memory; the signalfd lives as long as `self`.
+        unsafe { self.push(&e) };
+    }
+
+    fn arm_timer(&mut self) {
+        let e = opcode::Timeout::new(&*self.tick as *const types::Timespec)
+            .build()
+            .user_data(ud(K_TIMER, 0, 0));
+        // SAFETY: the timespec is boxed in `self.tick`, never replaced, and lives as long
+        // as the ring (both are fields of `self`, dropped together after the loop ends).
+        unsafe { self.push(&e) };
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(ud(K_CANCEL, 0, 0));
+        // SAFETY: a cancel reads no user memory.
+        unsafe { self.push(&e) };
+    }
+
+    /// Runs until shutdown completes.
+    pub fn run(mut self) -> io::Result<()> {
+        for li in 0..self.listeners.len() {
+            self.arm_accept(li);
+        }
+        for w in 0..self.workers.len() {
+            self.arm_ctl(w);
+        }
+        self.arm_signals();
+        self.arm_timer();
+        log!(
+            NOTICE,
+            "supervising {} workers on {} listeners",
+            self.workers.len(),
+            self.listeners.len()
+        );
+        loop {
+            if matches!(self.state, State::Draining { .. })
+                && self.workers.iter().all(|w| w.pid.is_none())
+            {
+                log!(NOTICE, "all workers exited; bye");
+                return Ok(());
+            }
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+            self.reap();
+            let now = Instant::now();
+            let mut i = 0;
+            // `cqes` can grow while handled (a full SQ forces a reap); index, don't iterate.
+            while i < self.cqes.len() {
+                let (u, res, flags) = self.cqes[i];
+                self.dispatch(u, res, flags, now);
+                i += 1;
+            }
+            self.cqes.clear();
+            self.flush_pending();
+            self.flush_closes();
+        }
+    }
+
+    fn dispatch(&mut self, u: u64, res: i32, flags: u32, now: Instant) {
+        let (kind, generation, idx) = ud_parts(u);
+        match kind {
+            K_ACCEPT => self.on_accept(idx, res, flags),
+            K_SEND => self.on_send(idx, res),
+            K_CTL => self.on_ctl(idx, generation, res, flags),
+            K_SIGNAL => {
+                self.on_signals(now);
+                if !cqueue::more(flags) {
+                    self.arm_signals();
+                }
+            }
+            K_TIMER => {
+                self.on_tick(now);
+                self.arm_timer();
+            }
+            K_CLOSE | K_CANCEL => {}
+            _ => log!(ERR, "unknown completion {u:#x}"),
+        }
+    }
+
+    fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
+        if res >= 0 {
+            // SAFETY: a successful accept completion's result is a new descriptor the
+            // kernel installed for us; nothing else refers to it.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if matches!(self.state, State::Running) {
+                self.assign(li, fd);
+            }
+            // Draining: accepted before the cancel took effect; dropping closes it.
+        } else if res != -libc::ECANCELED {
+            let e = io::Error::from_raw_os_error(-res);
+            log!(WARN, "accept on listener {li}: {e}");
+        }
+        if !cqueue::more(flags) {
+            self.accept_armed[li] = false;
+            match self.state {
+                // After an error (EMFILE...) re-arm on the next tick, not in a hot loop.
+                State::Running if res >= 0 => self.arm_accept(li),
+                State::Running => {}
+                State::Draining { .. } => self.listeners[li] = None,
+            }
+        }
+    }
+
+    fn load(&self, w: usize) -> Option<Load> {
+        let wk = &self.workers[w];
+        if wk.pid.is_none() || !wk.usable || wk.congested {
+            return None;
+        }
+        let s = self.metrics.workers[w].current();
+        Some(Load {
+            live: u64::from(s.live_conns),
+            assigned: wk.assigned,
+            accepted: s.accepted_total,
+        })
+    }
+
+    fn assign(&mut self, li: usize, fd: OwnedFd) {
+        let peer = match self.listeners[li].as_ref().map(|l| &l.kind) {
+            Some(ListenerKind::Tcp(_)) => peer_addr(&fd),
+            _ => PeerAddr::Unix,
+        };
+        let conn = NewConn {
+            listener: li as u16,
+            peer,
+        };
+        self.route(Pending {
+            fd,
+            conn,
+            attempts: 0,
+        });
+    }
+
+    /// Queues a connection for the least-loaded worker, or closes it if none can take it.
+    fn route(&mut self, p: Pending) {
+        if p.attempts >= MAX_HANDOFF_ATTEMPTS {
+            self.metrics.handoff_failures.increment(1);
+            return;
+        }
+        let n = self.workers.len();
+        match pick_least_loaded((0..n).map(|w| self.load(w))) {
+            Some(w) => {
+                self.workers[w].assigned += 1;
+                self.workers[w].pending.push(p);
+            }
+            None => {
+                log!(DEBUG, "no worker can take a connection; closing it");
+                self.metrics.handoff_failures.increment(1);
+            }
+        }
+    }
+
+    /// Turns each worker's pending connections into sendmsg ops of up to 64 fds.
+    fn flush_pending(&mut self) {
+        for w in 0..self.workers.len() {
+            while !self.workers[w].pending.is_empty() {
+                let Some(ctl) = self.workers[w].ctl.clone() else {
+                    let stranded = std::mem::take(&mut self.workers[w].pending);
+                    self.workers[w].assigned = 0;
+                    for p in stranded {
+                        self.route(p);
+                    }
+                    continue;
+                };
+                let mut op = self.spare_ops.pop().unwrap_or_else(SendOp::new);
+                let pending = &mut self.workers[w].pending;
+                let take = pending.len().min(MAX_FDS_PER_MSG);
+                for p in pending.drain(..take) {
+                    op.fds.push(p.fd);
+                    op.conns.push(p.conn);
+                    op.attempts.push(p.attempts + 1);
+                }
+                op.worker = w;
+                let raw = ctl.as_raw_fd();
+                op.ctl = Some(ctl);
+                op.prepare();
+                let slot = match self.free_sends.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.sends.push(None);
+                        self.sends.len() - 1
+                    }
+                };
+                let hdr: *const libc::msghdr = &op.hdr;
+                self.sends[slot] = Some(op);
+                // MSG_DONTWAIT: a full socket fails at once with EAGAIN (and the fds go
+                // elsewhere) instead of the op parking until the worker reads.
+                let e = opcode::SendMsg::new(types::Fd(raw), hdr)
+                    .flags((libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) as u32)
+                    .build()
+                    .user_data(ud(K_SEND, 0, slot));
+                // SAFETY: `hdr` points into the boxed SendOp now stored in
+                // `self.sends[slot]`; the msghdr, its iovec, the encoded message, the cmsg
+                // buffer and the fds it names all live in that box, which is neither moved
+                // (only the Box pointer moves) nor freed nor modified until `on_send`
+                // takes it back on this op's completion. The socket is kept open by the
+                // op's `ctl` Rc.
+                unsafe { self.push(&e) };
+            }
+        }
+    }
+
+    fn on_send(&mut self, slot: usize, res: i32) {
+        let Some(mut op) = self.sends.get_mut(slot).and_then(Option::take) else {
+            log!(ERR, "send completion for empty slot {slot}");
+            return;
+        };
+        self.free_sends.push(slot);
+        let w = op.worker;
+        let n = op.fds.len();
+        if res >= 0 && res as usize == op.data.len() {
+            self.metrics.handoffs.increment(n as u64);
+            // Our copies are no longer needed: the worker holds its own.
+            for fd in op.fds.drain(..) {
+                self.closes.push(fd.into_raw_fd());
+            }
+        } else {
+            let err = -res;
+            log!(
+                DEBUG,
+                "handoff of {n} fds to worker {w} failed: {}",
+                io::Error::from_raw_os_error(err)
+            );
+            let same_process = op
+                .ctl
+                .as_ref()
+                .zip(self.workers[w].ctl.as_ref())
+                .is_some_and(|(a, b)| Rc::ptr_eq(a, b));
+            if same_process {
+                let wk = &mut self.workers[w];
+                wk.assigned = wk.assigned.saturating_sub(n as u64);
+                if err == libc::EAGAIN || err == libc::ENOBUFS {
+                    wk.congested = true;
+                } else {
+                    wk.usable = false;
+                }
+            }
+            let fds = std::mem::take(&mut op.fds);
+            for ((fd, conn), attempts) in fds.into_iter().zip(op.conns.iter()).zip(op.attempts.iter())
+            {
+                self.route(Pending {
+                    fd,
+                    conn: *conn,
+                    attempts: *attempts,
+                });
+            }
+        }
+        op.clear();
+        self.spare_ops.push(op);
+    }
+
+    fn flush_closes(&mut self) {
+        let closes = std::mem::take(&mut self.closes);
+        for &fd in &closes {
+            let e = opcode::Close::new(types::Fd(fd))
+                .build()
+                .user_data(ud(K_CLOSE, 0, 0));
+            // SAFETY: `fd` was released from its OwnedFd (into_raw_fd) for this close
+            // alone; no other code refers to the number until the kernel reuses it.
+            unsafe { self.push(&e) };
+        }
+        self.closes = closes;
+        self.closes.clear();
+    }
+
+    fn on_ctl(&mut self, w: usize, generation: u32, res: i32, flags: u32) {
+        let Some(wk) = self.workers.get(w) else { return };
+        if wk.generation != generation || wk.ctl.is_none() {
+            return; // an op of a previous process at this index
+        }
+        let mut closed = res < 0 || (res as i16 & (libc::POLLHUP | libc::POLLERR)) != 0;
+        // Drain every queued packet; POLLHUP still leaves earlier packets readable.
+        if res >= 0 {
+            closed |= self.read_ctl(w);
+        }
+        if closed {
+            // EOF: the process is exiting; SIGCHLD does the rest. Stop the (level-
+            // triggered) poll so a hung-up socket does not spin the loop.
+            let wk = &mut self.workers[w];
+            wk.usable = false;
+            if cqueue::more(flags) {
+                self.cancel(ud(K_CTL, generation, w));
+            }
+        } else if !cqueue::more(flags) {
+            self.arm_ctl(w);
+        }
+    }
+
+    /// Reads and handles every queued control packet of worker `w`; true at EOF/error.
+    fn read_ctl(&mut self, w: usize) -> bool {
+        let Some(ctl) = self.workers[w].ctl.clone() else { return true };
+        loop {
+            self.ctl_fds.clear();
+            match lwsd_proto::recv(ctl.as_fd(), &mut self.ctl_buf, &mut self.ctl_fds) {
+                Ok(Some(n)) => {
+                    if !self.ctl_fds.is_empty() {
+                        log!(WARN, "worker {w} sent fds; closed them");
+                        self.ctl_fds.clear();
+                    }
+                    match FromWorker::decode(&self.ctl_buf[..n]) {
+                        Ok(m) => self.on_worker_msg(w, m),
+                        Err(e) => log!(WARN, "worker {w}: bad control message: {e}"),
+                    }
+                }
+                Ok(None) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    log!(WARN, "worker {w}: {e}");
+                }
+                Err(e) => {
+                    log!(WARN, "worker {w} control socket: {e}");
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn on_worker_msg(&mut self, w: usize, m: FromWorker) {
+        match m {
+            FromWorker::Hello { index, pid } => {
+                log!(INFO, "worker {w} ready (index {index}, pid {pid})");
+                if usize::from(index) != w {
+                    log!(WARN, "worker {w} says it is index {index}");
+                }
+                self.workers[w].ready = true;
+            }
+            FromWorker::Stats(s) => self.metrics.workers[w].update(&s),
+            FromWorker::Bus(mut b) => {
+                // The supervisor knows who published; a worker cannot speak for another.
+                b.origin = w as u16;
+                if let Err(e) = ToWorker::Bus(b).encode(&mut self.enc) {
+                    log!(WARN, "worker {w}: unrelayable bus message: {e}");
+                    self.metrics.bus_dropped.increment(1);
+                    return;
+                }
+                let pkt = Rc::new(self.enc.clone());
+                for t in 0..self.workers.len() {
+                    if self.workers[t].ctl.is_none() {
+                        continue;
+                    }
+                    let q = &mut self.workers[t].bus_out;
+                    if q.len() >= BUS_QUEUE_MAX {
+                        q.pop_front();
+                        self.metrics.bus_dropped.increment(1);
+                    }
+                    q.push_back(pkt.clone());
+                    self.flush_bus(t);
+                }
+            }
+        }
+    }
+
+    /// Sends worker `w`'s queued bus packets in order until its socket is full.
+    fn flush_bus(&mut self, w: usize) {
+        let wk = &mut self.workers[w];
+        let Some(ctl) = &wk.ctl else {
+            wk.bus_out.clear();
+            return;
+        };
+        while let Some(pkt) = wk.bus_out.front() {
+            match lwsd_proto::send(ctl.as_fd(), pkt, &[]) {
+                Ok(()) => {
+                    wk.bus_out.pop_front();
+                    self.metrics.bus_relayed.increment(1);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.metrics.bus_dropped.increment(wk.bus_out.len() as u64);
+                    wk.bus_out.clear();
+                }
+            }
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_shutdown(now),
+                    Ok(Signal::SIGHUP) => log!(NOTICE, "SIGHUP: reload not yet supported"),
+                    Ok(Signal::SIGCHLD) => self.reap_children(now),
+                    _ => {}
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    log!(ERR, "signalfd read: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reap_children(&mut self, now: Instant) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    self.on_exit(pid, format!("exited with status {code}"), now);
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.on_exit(pid, format!("killed by {sig}"), now);
+                }
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    log!(ERR, "waitpid: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: Pid, how: String, now: Instant) {
+        let Some(w) = self.workers.iter().position(|wk| wk.pid == Some(pid)) else {
+            return;
+        };
+        let draining = matches!(self.state, State::Draining { .. });
+        if draining {
+            log!(INFO, "worker {w} (pid {pid}) {how}");
+        } else {
+            log!(WARN, "worker {w} (pid {pid}) {how}; restarting");
+        }
+        let generation = self.workers[w].generation;
+        if self.workers[w].ctl.is_some() {
+            // Ends the multishot poll, which holds the socket open in the kernel.
+            self.cancel(ud(K_CTL, generation, w));
+        }
+        let wk = &mut self.workers[w];
+        wk.pid = None;
+        // In-flight sendmsgs keep their own Rc; the socket closes when the last ends.
+        wk.ctl = None;
+        wk.usable = false;
+        wk.ready = false;
+        wk.assigned = 0;
+        wk.bus_out.clear();
+        let stranded = std::mem::take(&mut wk.pending);
+        self.metrics.workers[w].process_exited();
+        self.update_live_gauge();
+        for p in stranded {
+            self.route(p);
+        }
+        if !draining {
+            let earliest = self.workers[w]
+                .last_restart
+                .map_or(now, |t| t + RESTART_INTERVAL);
+            if earliest <= now {
+                self.spawn(w, now, true);
+                self.arm_ctl(w);
+            } else {
+                log!(WARN, "worker {w} is crash-looping; next start in {:?}", earliest - now);
+                self.workers[w].restart_at = Some(earliest);
+            }
+        }
+    }
+
+    fn spawn(&mut self, w: usize, now: Instant, restart: bool) {
+        let wk = &mut self.workers[w];
+        if restart {
+            wk.last_restart = Some(now);
+        }
+        wk.restart_at = None;
+        match spawn_worker(w) {
+            Ok(s) => {
+                log!(INFO, "worker {w} started, pid {}", s.pid);
+                wk.pid = Some(s.pid);
+                wk.ctl = Some(Rc::new(s.ctl));
+                wk.generation = wk.generation.wrapping_add(1) & 0xff_ffff;
+                wk.usable = true;
+                wk.congested = false;
+                wk.ready = false;
+                wk.assigned = 0;
+                if restart {
+                    self.metrics.workers[w].restarts.increment(1);
+                }
+            }
+            Err(e) => {
+                log!(ERR, "cannot start worker {w}: {e}; retrying");
+                wk.restart_at = Some(now + RESTART_INTERVAL);
+            }
+        }
+        self.update_live_gauge();
+    }
+
+    fn update_live_gauge(&self) {
+        let n = self.workers.iter().filter(|w| w.pid.is_some()).count();
+        self.metrics.live_workers.set(n as f64);
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        for w in 0..self.workers.len() {
+            self.workers[w].congested = false;
+            if !self.workers[w].bus_out.is_empty() {
+                self.flush_bus(w);
+            }
+        }
+        match self.state {
+            State::Running => {
+                for w in 0..self.workers.len() {
+                    if self.workers[w].restart_at.is_some_and(|t| t <= now) {
+                        self.spawn(w, now, true);
+                        self.arm_ctl(w);
+                    }
+                }
+                for li in 0..self.listeners.len() {
+                    if !self.accept_armed[li] {
+                        self.arm_accept(li);
+                    }
+                }
+            }
+            State::Draining { deadline, killed } => {
+                for w in 0..self.workers.len() {
+                    if self.workers[w].shutdown_pending {
+                        self.send_shutdown(w);
+                    }
+                }
+                if !killed && now >= deadline {
+                    for (w, wk) in self.workers.iter().enumerate() {
+                        if let Some(pid) = wk.pid {
+                            log!(WARN, "worker {w} (pid {pid}) missed the deadline; killing");
+                            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                        }
+                    }
+                    self.state = State::Draining {
+                        deadline,
+                        killed: true,
+                    };
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        if let State::Draining { killed, .. } = self.state {
+            log!(NOTICE, "second stop signal: killing workers now");
+            // The next tick does the kill, the same way as at the deadline.
+            self.state = State::Draining {
+                deadline: now,
+                killed,
+            };
+            return;
+        }
+        log!(NOTICE, "stopping: draining workers (grace {:?})", self.grace);
+        self.state = State::Draining {
+            deadline: now + self.grace + KILL_SLACK,
+            killed: false,
+        };
+        for li in 0..self.listeners.len() {
+            if let Some(l) = &self.listeners[li]
+                && let Some(p) = listen::unix_path(&l.kind)
+            {
+                let _ = std::fs::remove_file(p);
+            }
+            if self.accept_armed[li] {
+                self.cancel(ud(K_ACCEPT, 0, li));
+            } else {
+                self.listeners[li] = None;
+            }
+        }
+        for w in 0..self.workers.len() {
+            self.workers[w].restart_at = None;
+            if self.workers[w].pid.is_some() {
+                self.send_shutdown(w);
+            }
+        }
+    }
+
+    fn send_shutdown(&mut self, w: usize) {
+        let grace_ms = u32::try_from(self.grace.as_millis()).unwrap_or(u32::MAX);
+        let _ = ToWorker::Shutdown { grace_ms }.encode(&mut self.enc);
+        let wk = &mut self.workers[w];
+        let Some(ctl) = &wk.ctl else { return };
+        match lwsd_proto::send(ctl.as_fd(), &self.enc, &[]) {
+            Ok(()) => wk.shutdown_pending = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wk.shutdown_pending = true,
+            Err(e) => {
+                log!(INFO, "worker {w}: cannot send shutdown: {e}");
+                wk.shutdown_pending = false;
+            }
+        }
+    }
+}
+
+/// The peer of an accepted TCP connection. A connection reset between accept and this
+/// call has no peer any more; it is handed over anyway (with an unspecified address)
+/// and the worker sees the reset on its first read.
+fn peer_addr(fd: &OwnedFd) -> PeerAddr {
+    match getpeername::<SockaddrStorage>(fd.as_raw_fd()) {
+        Ok(sa) => {
+            if let Some(v4) = sa.as_sockaddr_in() {
+                PeerAddr::V4(v4.ip().octets(), v4.port())
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                PeerAddr::V6(v6.ip().octets(), v6.port())
+            } else {
+                log!(DEBUG, "peer of family {:?}", sa.family());
+                PeerAddr::Unix
+            }
+        }
+        Err(_) => PeerAddr::V4([0; 4], 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trip() {
+        for (k, g, i) in [(K_ACCEPT, 0, 0), (K_CTL, 0xff_ffff, 255), (K_SEND, 7, u32::MAX as usize)] {
+            assert_eq!(ud_parts(ud(k, g, i)), (k, g, i));
+        }
+        // Generations wrap at 24 bits instead of spilling into the kind.
+        assert_eq!(ud_parts(ud(K_CTL, 0x100_0001, 3)), (K_CTL, 1, 3));
+    }
+
+    #[test]
+    fn handoff_message_layout() {
+        let mut op = SendOp::new();
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        op.fds.push(r);
+        op.conns.push(NewConn {
+            listener: 1,
+            peer: PeerAddr::Unix,
+        });
+        op.prepare();
+        assert_eq!(op.hdr.msg_iovlen, 1);
+        assert_eq!(op.iov.iov_len, op.data.len());
+        assert_eq!(op.hdr.msg_controllen, cmsg_space(4));
+        assert_eq!(ToWorker::decode(&op.data).unwrap(), ToWorker::NewConns(op.conns.clone()));
+    }
+}
