@@ -41,20 +41,34 @@ fn hostile_request_corpus_gets_the_expected_status_and_the_server_keeps_serving(
     let index = std::fs::read_to_string(format!("{dir}/expected.txt")).unwrap();
     let mut n = 0;
     let mut failures = Vec::new();
-    for line in index.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in index
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let mut it = line.split_whitespace();
-        let (file, want) = (it.next().unwrap(), it.next().unwrap().parse::<u16>().unwrap());
+        let (file, want) = (
+            it.next().unwrap(),
+            it.next().unwrap().parse::<u16>().unwrap(),
+        );
         let raw = std::fs::read(format!("{dir}/{file}")).unwrap();
         let resp = s.request(&raw);
         let (got, head, body) = split_response(&resp);
         if got != want {
             failures.push(format!("{file}: want {want}, got {got}: {head:?}"));
         }
-        assert!(!body.windows(10).any(|w| w == b"TOP SECRET"), "{file} leaked the secret");
+        assert!(
+            !body.windows(10).any(|w| w == b"TOP SECRET"),
+            "{file} leaked the secret"
+        );
         n += 1;
     }
     assert!(n >= 40, "the corpus has {n} requests");
-    assert!(failures.is_empty(), "{} of {n} wrong:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let (st, _, body) = s.get("/small.txt");
     assert_eq!((st, body.as_slice()), (200, &b"hello world\n"[..]));
 }
@@ -82,8 +96,14 @@ fn path_escapes_are_refused() {
     ] {
         let (st, head, body) = s.get(p);
         assert!((400..500).contains(&st), "{p}: status {st} {head}");
-        assert!(!String::from_utf8_lossy(&body).contains("TOP SECRET"), "{p} leaked");
-        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{p} leaked /etc");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("TOP SECRET"),
+            "{p} leaked"
+        );
+        assert!(
+            !String::from_utf8_lossy(&body).contains("root:"),
+            "{p} leaked /etc"
+        );
     }
     // the server still serves what it should
     assert_eq!(s.get("/sub/").0, 200);
@@ -104,8 +124,10 @@ fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let mut all = Vec::new();
     c.read_to_end(&mut all).unwrap();
     let text = String::from_utf8_lossy(&all);
-    let statuses: Vec<&str> =
-        text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i + 9..i + 12]).collect();
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
     assert_eq!(statuses, ["200", "200", "404", "200"], "{text}");
     let first = text.find("hello world\n").unwrap();
     let last = text.rfind("<h1>lwsd</h1>").unwrap();
@@ -122,22 +144,29 @@ fn keep_alive_head_date_server_and_conditional_get() {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut etag = String::new();
     for i in 0..3 {
-        c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
         let head = read_head(&mut c);
         assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
         assert!(header(&head, "date").unwrap().ends_with(" GMT"));
         assert!(header(&head, "server").unwrap().starts_with("lwsd"));
-        assert_eq!(header(&head, "content-type").unwrap(), "text/plain; charset=utf-8");
+        assert_eq!(
+            header(&head, "content-type").unwrap(),
+            "text/plain; charset=utf-8"
+        );
         etag = header(&head, "etag").unwrap().to_string();
         let mut body = [0u8; 12];
         c.read_exact(&mut body).unwrap();
         assert_eq!(&body, b"hello world\n");
     }
-    c.write_all(format!("GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes())
-        .unwrap();
+    c.write_all(
+        format!("GET /small.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 304"), "{head}");
-    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=6-\r\n\r\n").unwrap();
+    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=6-\r\n\r\n")
+        .unwrap();
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     assert_eq!(header(&head, "content-range").unwrap(), "bytes 6-11/12");
@@ -147,7 +176,11 @@ fn keep_alive_head_date_server_and_conditional_get() {
     // HTTP/1.0 without keep-alive: the server closes after the answer
     let r = s.request(b"GET /small.txt HTTP/1.0\r\n\r\n");
     let (st, head, body) = split_response(&r);
-    assert_eq!((st, body.as_slice()), (200, &b"hello world\n"[..]), "{head}");
+    assert_eq!(
+        (st, body.as_slice()),
+        (200, &b"hello world\n"[..]),
+        "{head}"
+    );
 }
 
 #[test]
@@ -156,8 +189,10 @@ fn expect_continue_and_chunked_upload_to_a_static_file_get_405_and_keep_alive() 
     let s = start(&d, &[]);
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    c.write_all(
+        b"POST /small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     let head = read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 100"), "{head}");
     c.write_all(b"hello").unwrap();
@@ -175,7 +210,8 @@ fn expect_continue_and_chunked_upload_to_a_static_file_get_405_and_keep_alive() 
     let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
     let mut body = vec![0u8; len];
     c.read_exact(&mut body).unwrap();
-    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert!(read_head(&mut c).starts_with("HTTP/1.1 200"));
 }
 
@@ -185,7 +221,8 @@ fn a_slow_request_head_gets_408() {
     let s = start(&d, &["--header-timeout", "1"]);
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\n").unwrap();
+    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
     let t = Instant::now();
     let mut r = Vec::new();
     let _ = c.read_to_end(&mut r);
@@ -197,15 +234,23 @@ fn a_slow_request_head_gets_408() {
 fn a_1gib_sparse_file_streams_with_flat_server_memory() {
     let d = docroot();
     let big = d.path().join("www/big.bin");
-    std::fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
     let s = start(&d, &[]);
     let worker = s.worker_pids()[0];
     let rss_before = rss_bytes(worker);
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let head = read_head(&mut c);
-    assert_eq!(header(&head, "content-length").unwrap(), "1073741824", "{head}");
+    assert_eq!(
+        header(&head, "content-length").unwrap(),
+        "1073741824",
+        "{head}"
+    );
     let mut buf = vec![0u8; 1 << 20];
     let (mut got, mut peak) = (0u64, 0u64);
     let mut nonzero = false;
@@ -225,7 +270,10 @@ fn a_1gib_sparse_file_streams_with_flat_server_memory() {
     assert_eq!(got, 1 << 30);
     assert!(!nonzero, "a sparse file reads as zeros");
     let growth = peak.saturating_sub(rss_before);
-    assert!(growth < 32 << 20, "worker RSS grew by {growth} bytes while streaming 1 GiB");
+    assert!(
+        growth < 32 << 20,
+        "worker RSS grew by {growth} bytes while streaming 1 GiB"
+    );
 }
 
 fn read_head(c: &mut TcpStream) -> String {

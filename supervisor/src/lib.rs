@@ -27,7 +27,6 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
 use clap::Parser;
-use lwsd_worker::config::WorkerConfig;
 
 use crate::cli::Cli;
 use crate::log::{ERR, NOTICE};
@@ -103,7 +102,7 @@ fn worker_mode(cli: &Cli, index: Option<&str>) -> io::Result<()> {
     // (std's spawn resets the mask, this makes sure for any other launcher).
     ring::handled_signals().thread_unblock()?;
     let ctl = take_ctl_fd(fd)?;
-    run_worker(index, ctl, cli.worker_config())
+    lwsd_worker::service::run_worker(index, ctl, cli.worker_config())
 }
 
 /// Takes ownership of the inherited control socket after checking it is one.
@@ -130,11 +129,3 @@ fn take_ctl_fd(fd: RawFd) -> io::Result<OwnedFd> {
     )?;
     Ok(ctl)
 }
-
-/// The worker's service loop (the only call into the worker crate's loop).
-fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
-    // Until lwsd_worker::service::run_worker lands on main: a stand-in.
-    double::run_worker(index, ctl, cfg)
-}
-
-mod double;

@@ -13,7 +13,11 @@ pub const LWSD: &str = env!("CARGO_BIN_EXE_lwsd");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
@@ -62,7 +66,11 @@ impl Lwsd {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         let child = cmd.spawn().expect("spawn lwsd");
-        let l = Lwsd { child, port, metrics_port };
+        let l = Lwsd {
+            child,
+            port,
+            metrics_port,
+        };
         l.wait_ready();
         l
     }
@@ -72,7 +80,9 @@ impl Lwsd {
         while t.elapsed() < Duration::from_secs(10) {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_ok() {
+                if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                {
                     let mut b = [0u8; 12];
                     if s.read_exact(&mut b).is_ok() && b.starts_with(b"HTTP/1.1") {
                         return;
@@ -101,7 +111,10 @@ impl Lwsd {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st;
             }
-            assert!(t.elapsed() < Duration::from_secs(20), "lwsd did not exit after SIGTERM");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "lwsd did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -113,13 +126,18 @@ impl Lwsd {
 
     /// GET `path` with Connection: close; (status, headers, body).
     pub fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
-        let r = self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+        let r = self.request(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         split_response(&r)
     }
 
     /// The metrics endpoint's text.
     pub fn metrics(&self) -> String {
-        let r = request(self.metrics_port, b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
+        let r = request(
+            self.metrics_port,
+            b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        );
         String::from_utf8_lossy(&split_response(&r).2).into_owned()
     }
 }
@@ -154,23 +172,56 @@ pub fn children(pid: u32) -> Vec<u32> {
 /// Resident set size of `pid` in bytes.
 pub fn rss_bytes(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
-    let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
-/// Sends `raw` on a new connection and reads until EOF (10 s bound).
+/// Sends `raw` on a new connection and reads one response: up to its Content-Length
+/// when it has one (the connection may stay open), else to EOF (10 s bound). Interim
+/// 1xx responses are skipped.
 pub fn request(port: u16, raw: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw).unwrap();
+    // The server may answer and close before taking every byte (a 4xx mid-request).
+    let _ = s.write_all(raw);
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let mut buf = [0u8; 65536];
+    loop {
+        let Ok(n) = s.read(&mut buf) else { break };
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        while out.starts_with(b"HTTP/1.1 1") {
+            match out.windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(p) => drop(out.drain(..p + 4)),
+                None => break,
+            }
+        }
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_string();
+            if let Some(len) = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok())
+            {
+                if out.len() >= end + 4 + len || head.starts_with("HTTP/1.1 304") {
+                    break;
+                }
+            }
+        }
+    }
     out
 }
 
 /// Splits one response into (status, head text, body bytes).
 pub fn split_response(r: &[u8]) -> (u16, String, Vec<u8>) {
-    let end = r.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(r.len());
+    let end = r
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(r.len());
     let head = String::from_utf8_lossy(&r[..end]).into_owned();
     let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head, r[end..].to_vec())

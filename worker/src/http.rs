@@ -86,7 +86,9 @@ impl HttpShared {
 pub fn role_factory(app: &mut App) -> std::io::Result<RoleFactory> {
     let vhost = Vhost::from_config(&app.config).map_err(std::io::Error::other)?;
     app.http = Some(HttpShared::new(vhost, &app.config));
-    Ok(Box::new(|_app: &mut App, _listener| Box::new(HttpConn::new()) as Box<dyn Role>))
+    Ok(Box::new(|_app: &mut App, _listener| {
+        Box::new(HttpConn::new()) as Box<dyn Role>
+    }))
 }
 
 /// A body being streamed from a file.
@@ -96,19 +98,12 @@ struct Streaming {
     remaining: u64,
 }
 
-/// What happens to the body of the request being read.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BodySink {
-    None,
-    /// Read and dropped (the answer is already queued).
-    Discard,
-}
-
 /// One HTTP/1.1 connection.
 pub struct HttpConn {
     h1: H1Server,
     streaming: Option<Box<Streaming>>,
-    sink: BodySink,
+    /// A request whose body is being read (and dropped); answered at its end.
+    deferred: Option<Box<h1::RequestHead<Bytes>>>,
     /// When the first byte of the current (incomplete) request head arrived.
     head_started: Option<u64>,
     /// No more requests: close once the queued answers are sent.
@@ -120,7 +115,7 @@ impl HttpConn {
         HttpConn {
             h1: H1Server::new(h1::H1Limits::default()),
             streaming: None,
-            sink: BodySink::None,
+            deferred: None,
             head_started: None,
             closing: false,
         }
@@ -139,15 +134,44 @@ impl HttpConn {
         }
     }
 
+    /// A request head arrived. A request without a body is answered at once; one with a
+    /// body is answered when the body has been read (and dropped: no mount uses request
+    /// bodies yet), so a malformed body still gets its 400 and the connection stays
+    /// usable. Returns the flow when the connection must close.
     fn on_head(&mut self, cx: &mut Cx<'_>, head: &RequestHeadRef<'_>) -> Option<Flow> {
-        let app = &mut *cx.app;
-        let now_unix = app.now_unix;
-        let http = app.http.as_mut().expect("http state");
-        let keep_alive = head.keep_alive && !cx.draining;
+        if head.body.has_body() {
+            let small = match head.body {
+                h1::BodyKind::Length(n) => n <= DISCARD_MAX,
+                _ => true, // chunked: bounded by H1Limits::max_body while discarding
+            };
+            if small {
+                if head.expect_continue {
+                    // RFC 9110 10.1.1: the client waits for this before sending the body.
+                    cx.out.push(Bytes::from_static(CONTINUE_100));
+                }
+                self.deferred = Some(Box::new(head.to_owned_head()));
+                return None;
+            }
+            // Too big to read just to drop it: answer now and close (RFC 9110 10.1.1
+            // lets a server answer before the content; it must then close).
+            return self.answer(cx, head, false);
+        }
+        self.answer(cx, head, true)
+    }
+
+    /// Answers a request (routing it to its mount). `reusable`: the request has been read
+    /// entirely, so the connection may stay open for the next one.
+    fn answer<B: AsRef<[u8]>>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        head: &h1::RequestHead<B>,
+        reusable: bool,
+    ) -> Option<Flow> {
+        let now_unix = cx.app.now_unix;
+        let keep_alive = head.keep_alive && reusable && !cx.draining;
         let head_only = head.method == Method::Head;
-        let has_body = head.body.has_body();
-        let status;
-        match (head.method, http.vhost.route(head.path())) {
+        let http = cx.app.http.as_mut().expect("http state");
+        let status = match (head.method, http.vhost.route(head.path())) {
             (Method::Get | Method::Head, Route::File(mount, path)) => {
                 let req = FileRequest {
                     head_only,
@@ -160,67 +184,47 @@ impl HttpConn {
                     now_unix,
                 };
                 let resp = mount.serve(&req);
-                status = resp.status;
-                let keep = keep_alive && self.prepare_body_discard(cx.out, head);
-                let http = cx.app.http.as_mut().expect("http state");
-                self.write_file_response(http, cx.out, head.version, keep, now_unix, resp);
-                if !keep {
-                    self.closing = true;
-                }
+                let status = resp.status;
+                self.write_file_response(http, cx.out, head.version, keep_alive, now_unix, resp);
+                status
+            }
+            (Method::Get | Method::Head, Route::NotFound) => {
+                self.status_page(cx, head.version, head_only, 404, keep_alive, &[]);
+                404
             }
             (Method::Other, _) => {
-                status = 501;
-                self.status_page(cx, head, 501, false, &[]);
-                self.closing = true;
+                // RFC 9110 15.6.2: a method the server does not implement.
+                self.status_page(cx, head.version, head_only, 501, keep_alive, &[]);
+                501
             }
-            (_, _) => {
+            _ => {
                 // A file mount answers GET and HEAD only (RFC 9110 15.5.6: 405 with Allow).
-                status = 405;
-                let mut keep = keep_alive;
-                if has_body {
-                    keep &= self.prepare_body_discard(cx.out, head);
-                }
-                self.status_page(cx, head, 405, keep, &[(b"Allow", b"GET, HEAD")]);
-                if !keep {
-                    self.closing = true;
-                }
+                self.status_page(
+                    cx,
+                    head.version,
+                    head_only,
+                    405,
+                    keep_alive,
+                    &[(b"Allow", b"GET, HEAD")],
+                );
+                405
             }
-        }
+        };
         count_status(cx.app, status);
-        if self.closing {
+        if !keep_alive {
+            self.closing = true;
             self.h1.close();
-            let linger = has_body && self.sink == BodySink::None;
-            return Some(Flow::CloseAfterFlush { linger: linger || status >= 400 });
+            // Linger when request bytes may still be in flight towards us.
+            return Some(Flow::CloseAfterFlush { linger: !reusable });
         }
         None
-    }
-
-    /// Decides whether the body of a request whose answer does not need it can be read
-    /// and dropped (keeping the connection), sending `100 Continue` when the client waits
-    /// for it. Returns false when the connection must close instead.
-    fn prepare_body_discard(&mut self, out: &mut OutQueue, head: &RequestHeadRef<'_>) -> bool {
-        if !head.body.has_body() {
-            return true;
-        }
-        let small = match head.body {
-            h1::BodyKind::Length(n) => n <= DISCARD_MAX,
-            _ => true, // chunked: counted while discarding
-        };
-        if !small {
-            return false;
-        }
-        if head.expect_continue {
-            // RFC 9110 10.1.1: the client waits for this before sending the body.
-            out.push(Bytes::from_static(CONTINUE_100));
-        }
-        self.sink = BodySink::Discard;
-        true
     }
 
     fn status_page(
         &mut self,
         cx: &mut Cx<'_>,
-        head: &RequestHeadRef<'_>,
+        version: Version,
+        head_only: bool,
         status: u16,
         keep_alive: bool,
         extra: &[(&[u8], &[u8])],
@@ -230,25 +234,26 @@ impl HttpConn {
         let body = h1::response::error_body(status);
         let date = *http.date.get(now_unix);
         let server = http.server.clone();
-        let mut headers: Vec<(&[u8], &[u8])> = vec![(b"Content-Type", b"text/html; charset=utf-8")];
-        headers.extend_from_slice(extra);
+        let mut headers: [(&[u8], &[u8]); 4] = [(b"", b""); 4];
+        headers[0] = (b"Content-Type", b"text/html; charset=utf-8");
+        let n = 1 + extra.len().min(3);
+        headers[1..n].copy_from_slice(&extra[..n - 1]);
         let buf = http.head_buf();
         h1::write_response_head(
             buf,
             &ResponseHead {
                 status,
                 reason: None,
-                version: head.version,
+                version,
                 keep_alive,
                 body: ResponseBody::Length(body.len() as u64),
                 date: &date,
                 server: &server,
-                headers: &headers,
+                headers: &headers[..n],
             },
         );
-        let head_bytes = buf.split().freeze();
-        cx.out.push(head_bytes);
-        if head.method != Method::Head {
+        cx.out.push(buf.split().freeze());
+        if !head_only {
             cx.out.push(Bytes::from_static(body));
         }
     }
@@ -318,7 +323,11 @@ impl HttpConn {
             FileBody::Empty => {}
             FileBody::Bytes(b) => out.push(b),
             FileBody::File { file, offset, len } => {
-                self.streaming = Some(Box::new(Streaming { file, offset, remaining: len }));
+                self.streaming = Some(Box::new(Streaming {
+                    file,
+                    offset,
+                    remaining: len,
+                }));
                 self.stream_next(out);
             }
         }
@@ -326,7 +335,9 @@ impl HttpConn {
 
     /// Queues the next piece of a streamed body. Returns false on a read error.
     fn stream_next(&mut self, out: &mut OutQueue) -> bool {
-        let Some(s) = self.streaming.as_mut() else { return true };
+        let Some(s) = self.streaming.as_mut() else {
+            return true;
+        };
         let want = (s.remaining as usize).min(STREAM_CHUNK);
         // Zero-filled first so the read goes into an initialised slice (no unsafe); the
         // memset costs ~1 % of moving the bytes through loopback.
@@ -378,7 +389,14 @@ impl Role for HttpConn {
                     }
                 }
                 Event::Body(_) => {}
-                Event::BodyEnd => self.sink = BodySink::None,
+                Event::BodyEnd => {
+                    if let Some(head) = self.deferred.take() {
+                        if let Some(fl) = self.answer(cx, &head, true) {
+                            flow = fl;
+                            break;
+                        }
+                    }
+                }
                 Event::NeedMore => break,
                 Event::Upgraded => {
                     // No upgrade is offered yet: the request was answered over HTTP/1.1.
@@ -405,7 +423,8 @@ impl Role for HttpConn {
                     let now_unix = cx.app.now_unix;
                     let http = cx.app.http.as_mut().expect("http state");
                     let date = *http.date.get(now_unix);
-                    cx.out.push(h1::error_response(e.status(), &date, &http.server));
+                    cx.out
+                        .push(h1::error_response(e.status(), &date, &http.server));
                     count_status(cx.app, e.status());
                     self.closing = true;
                     flow = Flow::CloseAfterFlush { linger: true };
@@ -454,7 +473,11 @@ impl Role for HttpConn {
     }
 
     fn on_drain(&mut self, cx: &mut Cx<'_>) -> Flow {
-        if self.streaming.is_none() && cx.out.is_empty() && self.h1.is_idle() && self.head_started.is_none() {
+        if self.streaming.is_none()
+            && cx.out.is_empty()
+            && self.h1.is_idle()
+            && self.head_started.is_none()
+        {
             return Flow::CloseAfterFlush { linger: false };
         }
         Flow::Continue

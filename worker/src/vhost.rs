@@ -46,13 +46,19 @@ impl Vhost {
             None => FileMount::embedded(
                 crate::assets::DEMO_FILES,
                 EMBEDDED_MTIME,
-                FileMountOptions { index: "test.html".into(), ..opts },
+                FileMountOptions {
+                    index: "test.html".into(),
+                    ..opts
+                },
             )
             .map_err(|e| format!("embedded demo: {e}"))?,
         };
         Ok(Vhost {
             name: "localhost".into(),
-            mounts: vec![Mount { mountpoint: String::new(), origin: Origin::File(mount) }],
+            mounts: vec![Mount {
+                mountpoint: String::new(),
+                origin: Origin::File(mount),
+            }],
         })
     }
 

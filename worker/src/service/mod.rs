@@ -614,7 +614,15 @@ impl Loop {
                 // The role may have resumed: feed what waited.
                 self.feed_pending(slot);
             }
-            Phase::Flushing { linger } => self.finish_flush(slot, linger),
+            Phase::Flushing { linger } => {
+                // The role may still be streaming the last response's body.
+                let flow = self.with_role_flow(slot, |role, cx| role.on_sent(cx));
+                if matches!(flow, Flow::Abort) {
+                    self.abort(slot);
+                } else if self.conns[slot as usize].out.is_empty() {
+                    self.finish_flush(slot, linger);
+                }
+            }
             _ => {}
         }
     }

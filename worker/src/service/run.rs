@@ -22,12 +22,18 @@ pub fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<(
     let factory = crate::http::role_factory(&mut app)?;
     let mut l = Loop::new(LoopConfig::default(), app, factory)?;
     let mut hello = Vec::new();
-    lwsd_proto::FromWorker::Hello { index: index as u16, pid: std::process::id() }
-        .encode(&mut hello)
-        .map_err(|e| io::Error::other(format!("encode hello: {e:?}")))?;
+    lwsd_proto::FromWorker::Hello {
+        index: index as u16,
+        pid: std::process::id(),
+    }
+    .encode(&mut hello)
+    .map_err(|e| io::Error::other(format!("encode hello: {e:?}")))?;
     lwsd_proto::send(ctl.as_fd(), &hello, &[])?;
     l.set_control(ctl);
-    log(8, &format!("worker {index} (pid {}) serving", std::process::id()));
+    log(
+        8,
+        &format!("worker {index} (pid {}) serving", std::process::id()),
+    );
     l.run()?;
     log(8, &format!("worker {index} drained, exiting"));
     Ok(())
@@ -40,9 +46,15 @@ fn pin_to_core(index: usize) {
         Some(ids) if !ids.is_empty() => {
             let id = ids[index % ids.len()];
             if !core_affinity::set_for_current(id) {
-                log(2, &format!("worker {index}: could not pin to core {}", id.id));
+                log(
+                    2,
+                    &format!("worker {index}: could not pin to core {}", id.id),
+                );
             }
         }
-        _ => log(2, &format!("worker {index}: core list unavailable, not pinned")),
+        _ => log(
+            2,
+            &format!("worker {index}: core list unavailable, not pinned"),
+        ),
     }
 }

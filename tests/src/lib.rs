@@ -1,1 +1,0 @@
-//! Helpers for lwsd's end-to-end tests (being written).
