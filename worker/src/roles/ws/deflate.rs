@@ -14,16 +14,26 @@
 //! which no maintained crate offers separately from a particular WebSocket stack, and
 //! which lwsd needs with lws' policies (memory limits, lazy streams, inflate bounds).
 //!
-//! # Memory per connection (zlib-rs, memLevel 8 as set by flate2)
+//! # Memory per connection (zlib-rs 0.6 through flate2, memLevel 8)
 //!
-//! zlib's formulas: deflate ~ `(1 << (wbits + 2)) + (1 << (memLevel + 9))` = 128 KiB +
-//! 128 KiB at 15 bits; inflate ~ `(1 << wbits)` + ~7 KiB of state. The streams are
-//! allocated lazily, on the first compressed message in each direction, so a connection
-//! that negotiated the extension but sends only small or uncompressed messages pays
-//! nothing. When a direction has no context takeover its stream is freed after every
-//! message ([`Pmd`] docs), so an idle connection holds no zlib memory at all in that
-//! direction. Measured figures (counting allocator, `worker/tests/pmd_memory.rs`) are in
-//! [`MEMORY_NOTES`].
+//! Measured by `worker/tests/pmd_memory.rs` with a counting allocator (heap held by one
+//! connection after one message each way; `size_of::<Pmd>()` is 32 bytes besides):
+//!
+//! | window bits | deflate (ours) | inflate (peer's) |
+//! | ----------- | -------------- | ---------------- |
+//! | 15          | 371 KiB        | 46.6 KiB         |
+//! | 12          | 259 KiB        | 46.6 KiB         |
+//! | 9           | 245 KiB        | 46.6 KiB         |
+//! | no context takeover, any bits | 0 between messages (same peak while sending) | 0 between messages |
+//!
+//! zlib's textbook formulas (deflate `(1 << (wbits + 2)) + (1 << (memLevel + 9))`,
+//! inflate `(1 << wbits)` + ~7 KiB) do not hold for zlib-rs: its deflate has ~245 KiB
+//! that does not depend on the window (hash table, pending and symbol buffers at
+//! flate2's fixed memLevel 8), and its inflate always allocates the full 32 KiB window.
+//! So a smaller window saves little here; no context takeover is what saves memory,
+//! because the streams are then freed after every message (see [`Pmd`]). Streams are
+//! also allocated lazily, on the first compressed message in each direction.
+//! (flate2 does not expose memLevel; `zlib_rs::DeflateConfig` does, if ever needed.)
 //!
 //! # Close codes
 //!
@@ -70,17 +80,6 @@ const COMPRESS_SLACK: usize = 64;
 /// of the CPU. Use [`Pmd::with_level`] for another trade-off.
 pub const DEFAULT_LEVEL: u32 = 1;
 
-/// The figures measured by `worker/tests/pmd_memory.rs` (heap bytes held by one
-/// connection's streams after one message each way, zlib-rs 0.6, x86_64). Kept here so
-/// the trade-off is visible where the policy is chosen; the test prints current values.
-///
-/// | window | deflate (ours) | inflate (peer's) |
-/// | ------ | -------------- | ---------------- |
-/// | 15     | ~ 263 KiB      | ~ 39 KiB         |
-/// | 9      | ~ 69 KiB       | ~ 7.6 KiB        |
-/// | no_context_takeover | 0 between messages (freed) | 0 between messages (freed) |
-pub const MEMORY_NOTES: &str = "see the table in the doc comment";
-
 /// Which end of the connection this [`Pmd`] is: it decides which negotiated window and
 /// context-takeover parameter applies to compression and which to decompression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,10 +115,10 @@ impl Default for PmdParams {
 
 /// What the server is willing to do; applied by [`negotiate_server`].
 ///
-/// Memory trade-off: a 15-bit deflate stream costs ~263 KiB per connection and a 15-bit
-/// inflate stream ~39 KiB (see [`MEMORY_NOTES`]). No context takeover frees the stream
+/// Memory trade-off (module docs): a deflate stream costs 245..371 KiB per connection
+/// (9..15 bits) and an inflate stream ~47 KiB. No context takeover frees the stream
 /// between messages (idle connections cost nothing) at the price of compression ratio
-/// across messages; smaller windows shrink the streams and the ratio.
+/// across messages; smaller windows shrink the deflate stream a little, and the ratio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PmdPolicy {
     /// Announce `server_no_context_takeover` even when the client did not ask (7.1.1.1
@@ -672,9 +671,9 @@ impl std::error::Error for PmdError {}
 ///
 /// With no context takeover in a direction (RFC 7692 7.1.1), that direction's zlib
 /// stream is dropped at the end of every message rather than reset: an idle connection
-/// then holds no zlib memory (0 instead of ~263 KiB deflate / ~39 KiB inflate at 15
-/// bits), and the cost is one allocation and a fresh init per message, which zlib's
-/// reset does almost entirely anyway (it clears the hash table either way).
+/// then holds no zlib memory (0 instead of ~371 KiB deflate / ~47 KiB inflate at 15
+/// bits). The cost is an allocation and init per message instead of a reset: measured
+/// (`pmd_memory.rs`, ignored timing test) in the table of the report / module docs.
 #[derive(Debug)]
 pub struct Pmd {
     level: Compression,
