@@ -90,7 +90,8 @@ struct Figures {
     inflate_peak: isize,
 }
 
-/// Heap held by one server-side `Pmd` after sending and after receiving one message.
+/// Heap held by one server-side `Pmd` after sending and after receiving one message;
+/// with no context takeover, after `release_idle` (what an idle connection holds).
 fn measure(bits: u8, no_context_takeover: bool) -> Figures {
     let params = PmdParams {
         server_no_context_takeover: no_context_takeover,
@@ -118,10 +119,27 @@ fn measure(bits: u8, no_context_takeover: bool) -> Figures {
     reset_peak();
     pmd.decompress(&wire, true, &mut out, 1 << 20).unwrap();
     let inflate_peak = peak() - base2;
-    let inflate_retained = live() - base2;
+    let mut inflate_retained = live() - base2;
+    let mut deflate_retained = deflate_retained;
+    if no_context_takeover {
+        assert!(deflate_retained > 0 && inflate_retained > 0, "reset, kept");
+        let before = live();
+        assert!(pmd.release_idle());
+        let freed = before - live();
+        assert_eq!(freed, deflate_retained + inflate_retained);
+        (deflate_retained, inflate_retained) = (0, 0);
+    }
     assert_eq!(out, msg);
     drop(pmd);
     assert_eq!(live(), base, "everything freed with the Pmd");
+    if no_context_takeover {
+        // Eager mode: nothing retained after each message without release_idle.
+        let mut pmd = Pmd::new(Side::Server, &params);
+        pmd.set_free_after_message(true);
+        pmd.compress(&msg, &mut c);
+        pmd.decompress(&wire, true, &mut out, 1 << 20).unwrap();
+        assert!(!pmd.has_compressor() && !pmd.has_decompressor());
+    }
     Figures {
         deflate_retained,
         deflate_peak,

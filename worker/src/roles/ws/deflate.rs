@@ -24,14 +24,15 @@
 //! | 15          | 371 KiB        | 46.6 KiB         |
 //! | 12          | 259 KiB        | 46.6 KiB         |
 //! | 9           | 245 KiB        | 46.6 KiB         |
-//! | no context takeover, any bits | 0 between messages (same peak while sending) | 0 between messages |
+//! | no context takeover, any bits | 0 after [`Pmd::release_idle`] (same peak while sending) | 0 likewise |
 //!
 //! zlib's textbook formulas (deflate `(1 << (wbits + 2)) + (1 << (memLevel + 9))`,
 //! inflate `(1 << wbits)` + ~7 KiB) do not hold for zlib-rs: its deflate has ~245 KiB
 //! that does not depend on the window (hash table, pending and symbol buffers at
 //! flate2's fixed memLevel 8), and its inflate always allocates the full 32 KiB window.
 //! So a smaller window saves little here; no context takeover is what saves memory,
-//! because the streams are then freed after every message (see [`Pmd`]). Streams are
+//! because the streams then hold no context between messages and can be freed when
+//! the connection is idle, or after every message (see [`Pmd`]). Streams are
 //! also allocated lazily, on the first compressed message in each direction.
 //! (flate2 does not expose memLevel; `zlib_rs::DeflateConfig` does, if ever needed.)
 //!
@@ -669,11 +670,14 @@ impl std::error::Error for PmdError {}
 /// Per-connection permessage-deflate state: one compressor for the messages we send,
 /// one decompressor for the messages we receive, each allocated on first use.
 ///
-/// With no context takeover in a direction (RFC 7692 7.1.1), that direction's zlib
-/// stream is dropped at the end of every message rather than reset: an idle connection
-/// then holds no zlib memory (0 instead of ~371 KiB deflate / ~47 KiB inflate at 15
-/// bits). The cost is an allocation and init per message instead of a reset: measured
-/// (`pmd_memory.rs`, ignored timing test) in the table of the report / module docs.
+/// With no context takeover in a direction (RFC 7692 7.1.1) that direction's stream is
+/// reset after every message, and then holds no context: [`Pmd::release_idle`] frees it
+/// (0 instead of ~371 KiB deflate / ~47 KiB inflate at 15 bits) and the next message
+/// allocates it again. Freeing after *every* message was measured to cost too much for
+/// the default (`pmd_memory.rs` timing test, 2 KB JSON message, release build: 12.4 µs
+/// with a fresh 15-bit compressor vs 8.3 µs with a reset one; the init zeroes ~250 KiB
+/// of tables), so it is opt-in with [`Pmd::set_free_after_message`]; the intended use
+/// is for the service to call `release_idle` when a connection goes idle.
 #[derive(Debug)]
 pub struct Pmd {
     level: Compression,
@@ -689,6 +693,10 @@ pub struct Pmd {
     rx: Option<Box<Decompress>>,
     /// Bytes inflated so far for the message being received.
     rx_msg_len: usize,
+    /// A received message is in progress (a non-fin frame was inflated).
+    rx_in_msg: bool,
+    /// Free (rather than reset) a stream without context takeover after each message.
+    free_after_message: bool,
 }
 
 impl Pmd {
@@ -722,7 +730,33 @@ impl Pmd {
             tx: None,
             rx: None,
             rx_msg_len: 0,
+            rx_in_msg: false,
+            free_after_message: false,
         }
+    }
+
+    /// Free streams that carry no context after every message instead of resetting
+    /// them: least memory for idle connections, at the cost of an allocation and a
+    /// table init per message (see the type docs for the measured price).
+    pub fn set_free_after_message(&mut self, free: bool) {
+        self.free_after_message = free;
+    }
+
+    /// Frees the streams that hold no context between messages: our compressor when we
+    /// have no context takeover, our decompressor when the peer has none and no message
+    /// is being received. Streams with context takeover are kept (freeing them would
+    /// lose the shared window). Returns whether anything was freed.
+    pub fn release_idle(&mut self) -> bool {
+        let mut freed = false;
+        if self.tx_fresh && self.tx.is_some() {
+            self.tx = None;
+            freed = true;
+        }
+        if self.rx_fresh && !self.rx_in_msg && self.rx.is_some() {
+            self.rx = None;
+            freed = true;
+        }
+        freed
     }
 
     /// Compresses one whole message and appends the payload to send (with RSV1 set) to
@@ -770,7 +804,12 @@ impl Pmd {
             return;
         }
         if self.tx_fresh {
-            self.tx = None;
+            // 7.1.1: no context takeover: the next message starts a fresh stream.
+            if self.free_after_message {
+                self.tx = None;
+            } else {
+                c.reset();
+            }
         }
     }
 
@@ -793,13 +832,19 @@ impl Pmd {
         if fin && r.is_ok() {
             r = self.inflate(&TAIL, out, max_total);
         }
+        self.rx_in_msg = !fin && r.is_ok();
         if r.is_err() {
             self.rx = None;
             self.rx_msg_len = 0;
         } else if fin {
             self.rx_msg_len = 0;
             if self.rx_fresh {
-                self.rx = None;
+                // 7.1.1: the peer starts each message with a fresh stream.
+                if self.free_after_message {
+                    self.rx = None;
+                } else if let Some(d) = self.rx.as_mut() {
+                    d.reset(false);
+                }
             }
         }
         r
@@ -1177,9 +1222,11 @@ mod tests {
 
     // ---- round trips ----
 
-    fn round_trip(params: &PmdParams, seed: u64, messages: usize, max_len: usize) {
+    fn round_trip(params: &PmdParams, seed: u64, messages: usize, max_len: usize, free: bool) {
         let mut server = Pmd::new(Side::Server, params);
         let mut client = Pmd::new(Side::Client, params);
+        server.set_free_after_message(free);
+        client.set_free_after_message(free);
         let mut rng = Rng(seed);
         for n in 0..messages {
             let msg = rng.message(max_len);
@@ -1213,6 +1260,15 @@ mod tests {
         }
         let fresh_tx = params.server_no_context_takeover;
         let fresh_rx = params.client_no_context_takeover;
+        // Streams without context are freed after each message (free) or kept reset
+        // until release_idle; streams with context are never freed.
+        let kept = |fresh: bool| !fresh || !free;
+        assert_eq!(server.has_compressor(), kept(fresh_tx));
+        assert_eq!(server.has_decompressor(), kept(fresh_rx));
+        assert_eq!(client.has_compressor(), kept(fresh_rx));
+        assert_eq!(client.has_decompressor(), kept(fresh_tx));
+        server.release_idle();
+        client.release_idle();
         assert_eq!(server.has_compressor(), !fresh_tx);
         assert_eq!(server.has_decompressor(), !fresh_rx);
         assert_eq!(client.has_compressor(), !fresh_rx);
@@ -1233,7 +1289,8 @@ mod tests {
                     client_max_window_bits: params.client_max_window_bits.min(15),
                     ..params
                 };
-                round_trip(&params, u64::from(bits) * 31 + 1, 12, 40_000);
+                let seed = u64::from(bits) * 31 + 1;
+                round_trip(&params, seed, 12, 40_000, bits % 2 == 0);
             }
         }
     }
@@ -1251,6 +1308,35 @@ mod tests {
                 assert_eq!(inflate_one(&mut rx, &c).unwrap(), msg);
             }
         }
+    }
+
+    #[test]
+    fn release_idle_keeps_context_and_partial_messages() {
+        let nct = PmdParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..PmdParams::default()
+        };
+        let mut p = Pmd::new(Side::Server, &nct);
+        let mut c = Vec::new();
+        p.compress(b"Hello", &mut c);
+        let mut out = Vec::new();
+        p.decompress(&HELLO[..3], false, &mut out, UNLIMITED)
+            .unwrap();
+        assert!(p.release_idle(), "compressor freed");
+        assert!(!p.has_compressor());
+        assert!(p.has_decompressor(), "not in the middle of a message");
+        p.decompress(&HELLO[3..], true, &mut out, UNLIMITED)
+            .unwrap();
+        assert_eq!(out, b"Hello");
+        assert!(p.release_idle() && !p.has_decompressor());
+        assert!(!p.release_idle());
+        // With context takeover nothing is ever released.
+        let mut p = server();
+        p.compress(b"Hello", &mut c);
+        assert_eq!(inflate_one(&mut p, &HELLO).unwrap(), b"Hello");
+        assert!(!p.release_idle());
+        assert_eq!(inflate_one(&mut p, &HELLO_AGAIN).unwrap(), b"Hello");
     }
 
     #[test]
@@ -1611,7 +1697,7 @@ mod tests {
                     negotiate_server(&[offer.as_bytes()], pol).expect("accepted");
                 let client_params = client_accept(response.as_bytes(), w).expect("valid");
                 assert_eq!(server_params, client_params, "{offer} -> {response}");
-                round_trip(&server_params, 5, 4, 5000);
+                round_trip(&server_params, 5, 4, 5000, false);
             }
         }
     }
