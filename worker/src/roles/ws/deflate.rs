@@ -117,9 +117,10 @@ impl Default for PmdParams {
 /// What the server is willing to do; applied by [`negotiate_server`].
 ///
 /// Memory trade-off (module docs): a deflate stream costs 245..371 KiB per connection
-/// (9..15 bits) and an inflate stream ~47 KiB. No context takeover frees the stream
-/// between messages (idle connections cost nothing) at the price of compression ratio
-/// across messages; smaller windows shrink the deflate stream a little, and the ratio.
+/// (9..15 bits) and an inflate stream ~47 KiB. No context takeover empties the stream
+/// between messages, so it can be freed when idle ([`Pmd::release_idle`]), at the price
+/// of compression ratio across messages; smaller windows shrink the deflate stream a
+/// little, and the ratio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PmdPolicy {
     /// Announce `server_no_context_takeover` even when the client did not ask (7.1.1.1
