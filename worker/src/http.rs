@@ -390,11 +390,11 @@ impl Role for HttpConn {
                 }
                 Event::Body(_) => {}
                 Event::BodyEnd => {
-                    if let Some(head) = self.deferred.take() {
-                        if let Some(fl) = self.answer(cx, &head, true) {
-                            flow = fl;
-                            break;
-                        }
+                    if let Some(head) = self.deferred.take()
+                        && let Some(fl) = self.answer(cx, &head, true)
+                    {
+                        flow = fl;
+                        break;
                     }
                 }
                 Event::NeedMore => break,
