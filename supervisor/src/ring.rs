@@ -240,6 +240,8 @@ pub struct Supervisor {
     metrics: Metrics,
     sends: Vec<Option<Box<SendOp>>>,
     free_sends: Vec<usize>,
+    // Boxed so a recycled op keeps its msghdr/iovec/cmsg at a fixed address for the kernel.
+    #[allow(clippy::vec_box)]
     spare_ops: Vec<Box<SendOp>>,
     closes: Vec<RawFd>,
     signals: SignalFd,
