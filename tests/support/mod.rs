@@ -190,8 +190,7 @@ pub fn request(port: u16, raw: &[u8]) -> Vec<u8> {
     let _ = s.write_all(raw);
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
-    loop {
-        let Ok(n) = s.read(&mut buf) else { break };
+    while let Ok(n) = s.read(&mut buf) {
         if n == 0 {
             break;
         }
@@ -204,11 +203,10 @@ pub fn request(port: u16, raw: &[u8]) -> Vec<u8> {
         }
         if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&out[..end]).to_string();
-            if let Some(len) = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok())
+            let len = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok());
+            if len.is_some_and(|len| out.len() >= end + 4 + len || head.starts_with("HTTP/1.1 304"))
             {
-                if out.len() >= end + 4 + len || head.starts_with("HTTP/1.1 304") {
-                    break;
-                }
+                break;
             }
         }
     }
