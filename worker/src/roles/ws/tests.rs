@@ -700,6 +700,21 @@ fn every_split_point_same_deliveries() {
     }
 }
 
+/// The longest header (64-bit length + mask = MAX_HEADER_LEN bytes) cut at every
+/// point: the partial header is kept across reads and the frame arrives intact.
+#[test]
+fn longest_header_split_everywhere() {
+    let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let f = cf(true, 2, &payload);
+    assert_eq!(f.len() - payload.len(), frame::MAX_HEADER_LEN);
+    for a in 1..=frame::MAX_HEADER_LEN {
+        for b in a..=frame::MAX_HEADER_LEN + 1 {
+            let evs = run(&mut server(), &[&f[..a], &f[a..b], &f[b..]]);
+            assert_eq!(normalize(&evs), vec![whole(&payload, true)], "cuts {a} {b}");
+        }
+    }
+}
+
 /// A tiny deterministic PRNG for the randomized tests (no dependency).
 struct Rng(u64);
 impl Rng {
@@ -824,3 +839,58 @@ fn fraggle_server_to_client_assembled() {
 }
 
 const DEFAULT_TEST_MAX: u64 = 16 << 20;
+
+/// Throughput figures (run with `cargo test --release -p lwsd-worker measure_ -- --ignored
+/// --nocapture`); not a pass/fail test, so ignored by default.
+#[test]
+#[ignore]
+fn measure_throughput() {
+    use std::time::Instant;
+    let key = [1, 2, 3, 4];
+    let mut buf = vec![0x5au8; 64 << 10];
+    let rounds = 20_000;
+    for (name, f) in [
+        (
+            "mask word-at-a-time",
+            super::mask::apply_mask as fn(&mut [u8], [u8; 4], usize),
+        ),
+        ("mask naive", super::mask::apply_mask_naive),
+    ] {
+        let t = Instant::now();
+        for i in 0..rounds {
+            f(&mut buf, key, i);
+            std::hint::black_box(&mut buf);
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!("{name}: {:.2} GB/s", (buf.len() * rounds) as f64 / s / 1e9);
+    }
+    // Small messages through a server WsConn (masked 16-byte binary frames).
+    let one = cf(true, 2, &[7; 16]);
+    let batch = one.repeat(1000);
+    let mut c = server();
+    let mut n = 0u64;
+    let t = Instant::now();
+    for _ in 0..2_000 {
+        let mut b = batch.clone();
+        c.feed(&mut b, 0, |e| {
+            if let Event::Data(d) = e {
+                n += d.payload.len() as u64;
+            }
+        })
+        .unwrap();
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!("16-byte frames: {:.1} ns/frame ({n} bytes)", s * 1e9 / 2e6);
+    // Large frames (64 KiB text, UTF-8 validated).
+    let one = cf(true, 1, &[b'a'; 65536]);
+    let t = Instant::now();
+    for _ in 0..5_000 {
+        let mut b = one.clone();
+        c.feed(&mut b, 0, |_| {}).unwrap();
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "64 KiB text frames: {:.2} GB/s",
+        5_000.0 * 65536.0 / s / 1e9
+    );
+}
