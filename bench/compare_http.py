@@ -168,6 +168,7 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing (apt-get install wrk nghttp2-client)")
     tmp = tempfile.mkdtemp(prefix="lwsd-bench-")
+    os.chmod(tmp, 0o755)  # nginx workers run as nobody and must read the root
     root = os.path.join(tmp, "www")
     os.makedirs(root)
     for f in (SMALL, BIG):

@@ -81,13 +81,9 @@ const COMPRESS_SLACK: usize = 64;
 /// of the CPU. Use [`Pmd::with_level`] for another trade-off.
 pub const DEFAULT_LEVEL: u32 = 1;
 
-/// Which end of the connection this [`Pmd`] is: it decides which negotiated window and
+/// Which end of the connection a [`Pmd`] is: it decides which negotiated window and
 /// context-takeover parameter applies to compression and which to decompression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Server,
-    Client,
-}
+pub use super::Side;
 
 /// Negotiated (or, for [`client_offer`], requested) permessage-deflate parameters,
 /// RFC 7692 section 7.1. Window bits of 15 mean "parameter absent" (15 is the default).

@@ -1,0 +1,818 @@
+//! [`WsConn`]: one WebSocket connection after the opening handshake, server or client
+//! side, sans-IO (RFC 6455 sections 5, 6, 7 and 8).
+//!
+//! ```text
+//!            close() sends Close                 peer's Close arrives
+//!   Open ─────────────────────────▶ CloseSent ─────────────────────────▶ Closed
+//!    │                                  │  close_deadline passes: Hangup
+//!    │ peer's Close arrives: echo it (7.1.5, 5.5.1)                        ▲
+//!    ├─────────────────────────────────────────────────────────────────────┤
+//!    │ peer breaks the protocol: send Close 1002/1007/1009 (7.1.7)         │
+//!    └─────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Receiving: the caller hands each received buffer to [`WsConn::process`] (or the
+//! callback form [`WsConn::feed`]). Payload bytes are unmasked in place and delivered as
+//! [`DataChunk`]s pointing into that buffer, like lws' receive callback: a frame split
+//! across reads arrives in pieces and is never copied or reassembled. Only a frame
+//! *header* cut by a read is kept (at most [`MAX_HEADER_LEN`] bytes), and a control
+//! frame's payload (at most 125 bytes) is collected so a ping can be answered.
+//! [`MessageAssembler`](super::MessageAssembler) rebuilds whole messages for protocols
+//! that want them.
+//!
+//! Sending: frames are queued as `Bytes` (header, then payload, never joined for a
+//! server) and taken by the caller with [`WsConn::poll_transmit`]. Pongs and close
+//! replies are queued the same way, in order.
+//!
+//! Time: every entry point that needs it takes `now` in milliseconds; the caller arms a
+//! timer for [`WsConn::next_deadline`] and calls [`WsConn::on_timer`] when it fires.
+//!
+//! permessage-deflate (RFC 7692) is not wired yet: any RSV bit is a protocol error
+//! (section 5.2). The hook is marked `HOOK(pmd)` below: a `compression: Option<Pmd>`
+//! field set from the handshake; in `begin_frame` RSV1 on the first frame of a data
+//! message marks the message compressed (RSV1 on a continuation or control frame stays
+//! 1002, RFC 7692 section 6.1); in `step_payload` a compressed message's unmasked bytes
+//! go through `Pmd::decompress` into an internal buffer and the chunk is delivered from
+//! there (the event already borrows `self`, so only the slice's source changes); UTF-8
+//! validation and the size limit then apply to the inflated bytes; on the send side
+//! `send_frame` compresses a whole message and sets RSV1 on its header.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU64;
+
+use bytes::{Bytes, BytesMut};
+
+use super::close::parse_close_body;
+use super::frame::{
+    DataKind, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, Opcode, Parsed, SharedFrame, encode_close,
+    encode_header, encode_ping, encode_pong, parse_header,
+};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{Side, UsageError, WsError};
+
+/// Default largest message accepted: 16 MiB, lws' and tungstenite's order of magnitude.
+/// A protocol that assembles whole messages holds this much per connection at worst.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 16 << 20;
+/// Default idle time before a keepalive PING: lws' `ws_ping_pong_interval` default of
+/// 5 minutes keeps NAT and proxy mappings alive without measurable traffic.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 300_000;
+/// Default wait for any frame after a keepalive PING before the peer is declared gone:
+/// 10 s covers a congested mobile round trip many times over.
+pub const DEFAULT_PONG_TIMEOUT_MS: u64 = 10_000;
+/// Default wait for the peer's Close after we sent ours (section 7.1.1 leaves it to the
+/// implementation): 5 s, as lws' close-ack timeout.
+pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 5_000;
+/// Frames queued for sending before [`WsConn::process`] stops reading and reports
+/// [`Event::Blocked`]. Every ping must be answered (Autobahn 2.10/2.11), so a peer that
+/// sends pings faster than it reads pongs would otherwise grow the queue without bound;
+/// 64 entries hold at most ~8 KiB of pongs (64 * 127 bytes).
+pub const MAX_QUEUED_OUTPUT: usize = 64;
+
+/// Per-connection limits and timers. Every field has a default (see the constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsConfig {
+    /// Largest message (sum of its frames' payloads) accepted; a frame header that
+    /// would take the message past it fails the connection with 1009 at once (before
+    /// the payload arrives). Non-zero by type: an "unlimited" setting is deliberately not
+    /// offered, because it is the only bound on what [`MessageAssembler`] buffers and on
+    /// what a peer can make a streaming consumer process as one message; use a large
+    /// value (up to `u64::MAX`) for a protocol that streams and truly wants no limit.
+    ///
+    /// [`MessageAssembler`]: super::MessageAssembler
+    pub max_message_size: NonZeroU64,
+    /// Idle time (no bytes from the peer) before a PING is sent; `None` disables
+    /// keepalive pings.
+    pub ping_interval_ms: Option<u64>,
+    /// Time to wait for any traffic after a keepalive PING before [`Action::Hangup`].
+    pub pong_timeout_ms: u64,
+    /// Time to wait for the peer's Close after [`WsConn::close`] before [`Action::Hangup`].
+    pub close_timeout_ms: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_message_size: NonZeroU64::new(DEFAULT_MAX_MESSAGE_SIZE).unwrap_or(NonZeroU64::MIN),
+            ping_interval_ms: Some(DEFAULT_PING_INTERVAL_MS),
+            pong_timeout_ms: DEFAULT_PONG_TIMEOUT_MS,
+            close_timeout_ms: DEFAULT_CLOSE_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Where the closing handshake is (section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsState {
+    /// Data flows both ways.
+    Open,
+    /// We sent a Close and wait for the peer's; received data is dropped.
+    CloseSent,
+    /// The closing handshake is over (or the connection failed): flush the output,
+    /// then close the TCP connection. Further input is ignored.
+    Closed,
+}
+
+/// A piece of a data message, pointing into the caller's receive buffer (unmasked).
+#[derive(Debug, PartialEq, Eq)]
+pub struct DataChunk<'a> {
+    pub payload: &'a [u8],
+    /// First chunk of a message.
+    pub first: bool,
+    /// Final chunk of the message's final fragment.
+    pub last: bool,
+    /// The message is binary (else text, whose bytes are valid UTF-8 so far; a chunk may
+    /// end inside a code point that the next chunk completes).
+    pub binary: bool,
+    /// Payload bytes of the current frame still to come (lws'
+    /// `lws_remaining_packet_payload`).
+    pub remaining: u64,
+}
+
+/// The peer's Close (section 5.5.1), already validated and answered.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CloseInfo<'a> {
+    /// `None` when the Close had no body (reported as 1005 in APIs, section 7.1.5).
+    pub code: Option<u16>,
+    pub reason: &'a str,
+}
+
+/// What [`WsConn::process`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Data(DataChunk<'a>),
+    /// A PONG arrived (the payload; keepalive bookkeeping is already done).
+    Pong(&'a [u8]),
+    /// The peer closed; the reply (if due) is queued and the state is
+    /// [`WsState::Closed`].
+    Close(CloseInfo<'a>),
+    /// [`MAX_QUEUED_OUTPUT`] frames wait to be sent: send them (poll_transmit) before
+    /// passing the unconsumed rest of the input again. Reading stops meanwhile, so TCP
+    /// backpressure reaches a peer that does not read its pongs.
+    Blocked,
+}
+
+/// Result of one [`WsConn::process`] call.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Input bytes used; pass the rest again after handling `event`.
+    pub consumed: usize,
+    /// `None` once all the input is consumed (a cut header is kept internally).
+    pub event: Option<Event<'a>>,
+}
+
+/// Result of [`WsConn::feed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    pub consumed: usize,
+    /// Stopped at [`Event::Blocked`]: drain the output, then feed `input[consumed..]`.
+    pub blocked: bool,
+}
+
+/// What the caller must do after [`WsConn::on_timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do yet.
+    Idle,
+    /// Output was queued (a keepalive PING): send it.
+    Write,
+    /// The peer is gone (no answer to a PING, or no Close reply in time): close TCP.
+    Hangup,
+}
+
+/// The frame whose payload is being received.
+#[derive(Debug, Clone, Copy)]
+struct RxFrame {
+    opcode: Opcode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Offset in the payload modulo 4, for unmasking a payload split across reads.
+    phase: u8,
+    remaining: u64,
+}
+
+/// The data message being received (possibly over several fragments, section 5.4).
+#[derive(Debug)]
+struct RxMsg {
+    binary: bool,
+    total: u64,
+    /// A chunk of it was delivered already (so the next is not `first`).
+    delivered: bool,
+    utf8: Utf8Validator,
+}
+
+/// One step of the receive loop; indices rather than borrows so the loop can mutate.
+enum Step {
+    Continue,
+    NeedInput,
+    Blocked,
+    Data {
+        start: usize,
+        end: usize,
+        first: bool,
+        last: bool,
+        binary: bool,
+        remaining: u64,
+    },
+    Pong,
+    Close(Option<u16>),
+}
+
+/// A WebSocket connection, server or client side. See the module docs.
+#[derive(Debug)]
+pub struct WsConn {
+    side: Side,
+    cfg: WsConfig,
+    state: WsState,
+    close_deadline: Option<u64>,
+    /// A header cut by a read boundary.
+    hdr: [u8; MAX_HEADER_LEN],
+    hdr_len: u8,
+    rx: Option<RxFrame>,
+    msg: Option<RxMsg>,
+    /// The payload of the control frame being received (section 5.5: <= 125 bytes).
+    ctl: [u8; MAX_CONTROL_PAYLOAD],
+    ctl_len: u8,
+    last_rx: u64,
+    ping_sent: Option<u64>,
+    out: VecDeque<Bytes>,
+    /// The outgoing fragmented message still open, if any (section 5.4).
+    tx_msg: Option<DataKind>,
+    /// splitmix64 state for client masking keys.
+    mask_state: u64,
+}
+
+impl WsConn {
+    /// A connection whose opening handshake completed at `now` (ms).
+    pub fn new(side: Side, cfg: WsConfig, now: u64) -> WsConn {
+        WsConn {
+            side,
+            cfg,
+            state: WsState::Open,
+            close_deadline: None,
+            hdr: [0; MAX_HEADER_LEN],
+            hdr_len: 0,
+            rx: None,
+            msg: None,
+            ctl: [0; MAX_CONTROL_PAYLOAD],
+            ctl_len: 0,
+            last_rx: now,
+            ping_sent: None,
+            out: VecDeque::new(),
+            tx_msg: None,
+            mask_state: 0,
+        }
+    }
+
+    pub fn server(cfg: WsConfig, now: u64) -> WsConn {
+        WsConn::new(Side::Server, cfg, now)
+    }
+
+    /// A client connection; its masking keys come from a splitmix64 generator seeded
+    /// with `mask_seed`. Section 10.3 wants keys an attacker cannot predict (against
+    /// proxy cache poisoning by scripts): seed from the OS RNG when the client carries
+    /// untrusted payloads.
+    pub fn client(cfg: WsConfig, mask_seed: u64, now: u64) -> WsConn {
+        let mut c = WsConn::new(Side::Client, cfg, now);
+        c.mask_state = mask_seed;
+        c
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn state(&self) -> WsState {
+        self.state
+    }
+
+    pub fn config(&self) -> &WsConfig {
+        &self.cfg
+    }
+
+    /// Closed and every queued frame taken: the caller closes the TCP connection.
+    pub fn is_done(&self) -> bool {
+        self.state == WsState::Closed && self.out.is_empty()
+    }
+
+    // ---------------------------------------------------------------- receiving
+
+    /// Consume bytes from `input` (unmasking in place) until there is an event to
+    /// report or the input is used up. Call again with `input[consumed..]` after
+    /// handling the event. An `Err` means the peer broke the protocol: a Close with the
+    /// error's code is queued, the state is [`WsState::Closed`]; flush and close.
+    pub fn process<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        now: u64,
+    ) -> Result<Progress<'a>, WsError> {
+        if self.state == WsState::Closed {
+            // Section 5.5.1 / 7.1.1: nothing is delivered after the closing handshake.
+            return Ok(Progress {
+                consumed: input.len(),
+                event: None,
+            });
+        }
+        if !input.is_empty() {
+            // Any traffic proves the peer alive (keepalive, lws' validity tracking).
+            self.last_rx = now;
+            self.ping_sent = None;
+        }
+        let mut pos = 0;
+        let step = loop {
+            match self.step(input, &mut pos) {
+                Ok(Step::Continue) => continue,
+                Ok(s) => break s,
+                Err(e) => {
+                    self.fail(e);
+                    return Err(e);
+                }
+            }
+        };
+        let event = match step {
+            Step::Continue | Step::NeedInput => None,
+            Step::Blocked => Some(Event::Blocked),
+            Step::Data {
+                start,
+                end,
+                first,
+                last,
+                binary,
+                remaining,
+            } => {
+                let input: &'a [u8] = input;
+                Some(Event::Data(DataChunk {
+                    payload: input.get(start..end).unwrap_or_default(),
+                    first,
+                    last,
+                    binary,
+                    remaining,
+                }))
+            }
+            Step::Pong => {
+                let this: &'a Self = self;
+                Some(Event::Pong(this.ctl_payload()))
+            }
+            Step::Close(code) => {
+                let this: &'a Self = self;
+                let reason = this.ctl_payload().get(2..).unwrap_or_default();
+                Some(Event::Close(CloseInfo {
+                    code,
+                    // Validated by parse_close_body.
+                    reason: std::str::from_utf8(reason).unwrap_or_default(),
+                }))
+            }
+        };
+        Ok(Progress {
+            consumed: pos,
+            event,
+        })
+    }
+
+    /// [`process`](Self::process) in a loop, handing every event to `on_event`. Stops
+    /// when the input is consumed or at [`Event::Blocked`] (not passed to `on_event`).
+    pub fn feed(
+        &mut self,
+        input: &mut [u8],
+        now: u64,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<Fed, WsError> {
+        let mut pos = 0;
+        loop {
+            let rest = input.get_mut(pos..).unwrap_or_default();
+            let p = self.process(rest, now)?;
+            pos += p.consumed;
+            match p.event {
+                None => {
+                    return Ok(Fed {
+                        consumed: pos,
+                        blocked: false,
+                    });
+                }
+                Some(Event::Blocked) => {
+                    return Ok(Fed {
+                        consumed: pos,
+                        blocked: true,
+                    });
+                }
+                Some(e) => on_event(e),
+            }
+        }
+    }
+
+    fn ctl_payload(&self) -> &[u8] {
+        self.ctl
+            .get(..usize::from(self.ctl_len))
+            .unwrap_or_default()
+    }
+
+    fn step(&mut self, input: &mut [u8], pos: &mut usize) -> Result<Step, WsError> {
+        if self.rx.is_none() {
+            self.step_header(input, pos)
+        } else {
+            self.step_payload(input, pos)
+        }
+    }
+
+    fn step_header(&mut self, input: &[u8], pos: &mut usize) -> Result<Step, WsError> {
+        let rest = input.get(*pos..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(Step::NeedInput);
+        }
+        let have = usize::from(self.hdr_len);
+        if have == 0 && self.out.len() >= MAX_QUEUED_OUTPUT {
+            return Ok(Step::Blocked);
+        }
+        let header = if have == 0 {
+            match parse_header(rest)? {
+                Parsed::Complete(h, n) => {
+                    *pos += n;
+                    h
+                }
+                Parsed::Incomplete => {
+                    // Incomplete means fewer bytes than the header needs, so < 14.
+                    let n = rest.len().min(MAX_HEADER_LEN);
+                    self.hdr[..n].copy_from_slice(&rest[..n]);
+                    self.hdr_len = n as u8;
+                    *pos += n;
+                    return Ok(Step::NeedInput);
+                }
+            }
+        } else {
+            let take = (MAX_HEADER_LEN - have).min(rest.len());
+            self.hdr[have..have + take].copy_from_slice(&rest[..take]);
+            match parse_header(&self.hdr[..have + take])? {
+                Parsed::Complete(h, n) => {
+                    // The `have` bytes alone were incomplete, so n > have.
+                    *pos += n.saturating_sub(have);
+                    self.hdr_len = 0;
+                    h
+                }
+                Parsed::Incomplete => {
+                    self.hdr_len = (have + take) as u8;
+                    *pos += take;
+                    return Ok(Step::NeedInput);
+                }
+            }
+        };
+        self.begin_frame(header)
+    }
+
+    fn begin_frame(&mut self, h: super::FrameHeader) -> Result<Step, WsError> {
+        // 5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
+        // meanings for non-zero values". HOOK(pmd): accept RSV1 here on the first
+        // frame of a Text/Binary message when compression is negotiated.
+        if h.rsv != 0 {
+            return Err(WsError::RSV_BITS);
+        }
+        // 5.1: a server MUST close on an unmasked client frame; a client MUST close on
+        // a masked server frame.
+        match (self.side, h.mask.is_some()) {
+            (Side::Server, false) => return Err(WsError::UNMASKED),
+            (Side::Client, true) => return Err(WsError::MASKED),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            // 5.5: control frames may be injected between fragments; they do not touch
+            // the message state.
+            self.ctl_len = 0;
+        } else {
+            // 5.4: fragmentation rules.
+            let msg = match (h.opcode, &mut self.msg) {
+                (Opcode::Continuation, Some(m)) => m,
+                (Opcode::Continuation, None) => return Err(WsError::NO_MESSAGE),
+                (_, Some(_)) => return Err(WsError::MESSAGE_OPEN),
+                (op, msg @ None) => msg.insert(RxMsg {
+                    binary: op == Opcode::Binary,
+                    total: 0,
+                    delivered: false,
+                    utf8: Utf8Validator::new(),
+                }),
+            };
+            msg.total = msg.total.saturating_add(h.len);
+            // 7.4.1 (1009): refuse as soon as the announced size exceeds the limit.
+            if msg.total > self.cfg.max_message_size.get() {
+                return Err(WsError::TOO_BIG);
+            }
+        }
+        self.rx = Some(RxFrame {
+            opcode: h.opcode,
+            fin: h.fin,
+            mask: h.mask,
+            phase: 0,
+            remaining: h.len,
+        });
+        Ok(Step::Continue)
+    }
+
+    fn step_payload(&mut self, input: &mut [u8], pos: &mut usize) -> Result<Step, WsError> {
+        let Some(f) = self.rx.as_mut() else {
+            return Ok(Step::Continue);
+        };
+        let start = (*pos).min(input.len());
+        let avail = f.remaining.min((input.len() - start) as u64) as usize;
+        if avail == 0 && f.remaining != 0 {
+            return Ok(Step::NeedInput);
+        }
+        let end = start + avail;
+        let chunk = input.get_mut(start..end).unwrap_or_default();
+        if let Some(m) = f.mask {
+            // 5.3: unmask in place.
+            apply_mask(chunk, m, usize::from(f.phase));
+            f.phase = ((usize::from(f.phase) + avail) & 3) as u8;
+        }
+        f.remaining -= avail as u64;
+        *pos = end;
+        let RxFrame {
+            opcode,
+            fin,
+            remaining,
+            ..
+        } = *f;
+        if remaining == 0 {
+            self.rx = None;
+        }
+        if opcode.is_control() {
+            let n = usize::from(self.ctl_len);
+            // parse_header bounds control payloads to 125 bytes.
+            let dst = self
+                .ctl
+                .get_mut(n..n + avail)
+                .ok_or(WsError::CONTROL_TOO_LONG)?;
+            dst.copy_from_slice(chunk);
+            self.ctl_len = (n + avail) as u8;
+            return if remaining == 0 {
+                self.finish_control(opcode)
+            } else {
+                Ok(Step::NeedInput)
+            };
+        }
+        let last = fin && remaining == 0;
+        let open = self.state == WsState::Open;
+        let Some(msg) = self.msg.as_mut() else {
+            return Err(WsError::NO_MESSAGE);
+        };
+        if !open {
+            // CloseSent: the peer's data is parsed (to find its Close) but dropped.
+            if last {
+                self.msg = None;
+            }
+            return Ok(Step::Continue);
+        }
+        // HOOK(pmd): a compressed message inflates `chunk` here into an internal
+        // buffer, and the validation and delivery below use that buffer instead.
+        if !msg.binary {
+            // 8.1: fail as soon as the text can not be valid UTF-8.
+            msg.utf8.feed(chunk).map_err(|_| WsError::TEXT_UTF8)?;
+            if last {
+                msg.utf8.finish().map_err(|_| WsError::TEXT_UTF8)?;
+            }
+        }
+        if avail == 0 && msg.delivered && !last {
+            // An empty middle fragment carries nothing to report.
+            return Ok(Step::Continue);
+        }
+        let first = !msg.delivered;
+        msg.delivered = true;
+        let binary = msg.binary;
+        if last {
+            self.msg = None;
+        }
+        Ok(Step::Data {
+            start,
+            end,
+            first,
+            last,
+            binary,
+            remaining,
+        })
+    }
+
+    fn finish_control(&mut self, opcode: Opcode) -> Result<Step, WsError> {
+        match opcode {
+            Opcode::Ping => {
+                // 5.5.2/5.5.3: answer every PING with a PONG of the same payload
+                // (Autobahn 2.10/2.11 send several in a row), unless we are closing.
+                if self.state == WsState::Open {
+                    let mask = self.next_mask();
+                    let pong = encode_pong(self.ctl_payload(), mask)
+                        .map_err(|_| WsError::CONTROL_TOO_LONG)?;
+                    self.out.push_back(pong);
+                }
+                Ok(Step::Continue)
+            }
+            Opcode::Pong => Ok(Step::Pong),
+            Opcode::Close => {
+                let (code, _) = parse_close_body(self.ctl_payload())?;
+                if self.state == WsState::Open {
+                    // 5.5.1: reply with a Close, echoing the status code.
+                    let mask = self.next_mask();
+                    if let Ok(f) = encode_close(code, "", mask) {
+                        self.out.push_back(f);
+                    }
+                }
+                self.state = WsState::Closed;
+                self.close_deadline = None;
+                Ok(Step::Close(code))
+            }
+            _ => Ok(Step::Continue),
+        }
+    }
+
+    /// Section 7.1.7: fail the connection: send a Close with the error's code (unless
+    /// one was sent already) and stop.
+    fn fail(&mut self, e: WsError) {
+        if self.state == WsState::Open {
+            let mask = self.next_mask();
+            if let Ok(f) = encode_close(Some(e.code), e.reason, mask) {
+                self.out.push_back(f);
+            }
+        }
+        self.state = WsState::Closed;
+        self.close_deadline = None;
+        self.rx = None;
+        self.msg = None;
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        if self.side == Side::Server {
+            return None;
+        }
+        // splitmix64 (Steele, Lea, Flood 2014).
+        self.mask_state = self.mask_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.mask_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Some((z as u32).to_ne_bytes())
+    }
+
+    /// Queue one data frame: the first frame of a `kind` message, or (`continuation`)
+    /// the next fragment of the open one (section 5.4); `fin` ends the message. A
+    /// server queues `[header, payload]` without copying the payload; a client copies
+    /// it once to mask it (section 5.3). Text payloads are sent as given: the caller
+    /// is responsible for their UTF-8 validity.
+    pub fn send_frame(
+        &mut self,
+        kind: DataKind,
+        continuation: bool,
+        fin: bool,
+        payload: Bytes,
+    ) -> Result<(), UsageError> {
+        if self.state != WsState::Open {
+            return Err(UsageError::Closing);
+        }
+        let op = match (continuation, self.tx_msg) {
+            (false, None) => kind.opcode(),
+            (true, Some(_)) => Opcode::Continuation,
+            (false, Some(_)) => return Err(UsageError::MessageInProgress),
+            (true, None) => return Err(UsageError::NoMessageInProgress),
+        };
+        self.tx_msg = if fin { None } else { Some(kind) };
+        match self.next_mask() {
+            None => {
+                let h = encode_header(fin, 0, op, None, payload.len() as u64);
+                self.out.push_back(h.to_bytes());
+                if !payload.is_empty() {
+                    self.out.push_back(payload);
+                }
+            }
+            Some(m) => {
+                let h = encode_header(fin, 0, op, Some(m), payload.len() as u64);
+                let mut b = BytesMut::with_capacity(h.len() + payload.len());
+                b.extend_from_slice(&h);
+                b.extend_from_slice(&payload);
+                apply_mask(&mut b[h.len()..], m, 0);
+                self.out.push_back(b.freeze());
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue a whole (single-frame) message.
+    pub fn send(&mut self, kind: DataKind, payload: Bytes) -> Result<(), UsageError> {
+        self.send_frame(kind, false, true, payload)
+    }
+
+    /// Queue a frame encoded once for many connections (server side only).
+    pub fn send_shared(&mut self, f: &SharedFrame) -> Result<(), UsageError> {
+        if self.side != Side::Server {
+            return Err(UsageError::SharedFrameOnClient);
+        }
+        if self.state != WsState::Open {
+            return Err(UsageError::Closing);
+        }
+        if self.tx_msg.is_some() {
+            return Err(UsageError::MessageInProgress);
+        }
+        self.out.push_back(f.header.clone());
+        if !f.payload.is_empty() {
+            self.out.push_back(f.payload.clone());
+        }
+        Ok(())
+    }
+
+    /// Queue a PING (section 5.5.2); payload at most 125 bytes.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        if self.state != WsState::Open {
+            return Err(UsageError::Closing);
+        }
+        let mask = self.next_mask();
+        self.out.push_back(encode_ping(payload, mask)?);
+        Ok(())
+    }
+
+    /// Start the closing handshake (section 7.1.2): queue a Close with `code` and
+    /// `reason` and wait for the peer's Close until [`close_deadline`](Self::close_deadline).
+    /// Data received meanwhile is dropped; nothing more may be sent.
+    pub fn close(&mut self, code: u16, reason: &str, now: u64) -> Result<(), UsageError> {
+        if self.state != WsState::Open {
+            return Err(UsageError::Closing);
+        }
+        let mask = self.next_mask();
+        let f = encode_close(Some(code), reason, mask)?;
+        self.out.push_back(f);
+        self.state = WsState::CloseSent;
+        self.close_deadline = Some(now.saturating_add(self.cfg.close_timeout_ms));
+        Ok(())
+    }
+
+    /// When the peer's Close is due after [`close`](Self::close) (ms).
+    pub fn close_deadline(&self) -> Option<u64> {
+        self.close_deadline
+    }
+
+    /// The next frame to send, in order.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.out.pop_front()
+    }
+
+    /// Move every queued frame into `sink` (for a writev).
+    pub fn drain_output(&mut self, sink: &mut impl Extend<Bytes>) {
+        sink.extend(self.out.drain(..));
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Number of queued buffers.
+    pub fn queued_output(&self) -> usize {
+        self.out.len()
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// The earliest time [`on_timer`](Self::on_timer) has something to do.
+    pub fn next_deadline(&self) -> Option<u64> {
+        match self.state {
+            WsState::Closed => None,
+            WsState::CloseSent => self.close_deadline,
+            WsState::Open => match self.ping_sent {
+                Some(t) => Some(t.saturating_add(self.cfg.pong_timeout_ms)),
+                None => self
+                    .cfg
+                    .ping_interval_ms
+                    .map(|i| self.last_rx.saturating_add(i)),
+            },
+        }
+    }
+
+    /// Run the timers due at `now`: the close-reply deadline, the keepalive PING, and
+    /// the PONG deadline (lws' ws_ping_pong_interval / validity checks).
+    pub fn on_timer(&mut self, now: u64) -> Action {
+        match self.state {
+            WsState::Closed => Action::Idle,
+            WsState::CloseSent => match self.close_deadline {
+                Some(d) if now >= d => {
+                    self.state = WsState::Closed;
+                    self.close_deadline = None;
+                    Action::Hangup
+                }
+                _ => Action::Idle,
+            },
+            WsState::Open => {
+                if let Some(t) = self.ping_sent {
+                    if now >= t.saturating_add(self.cfg.pong_timeout_ms) {
+                        self.state = WsState::Closed;
+                        return Action::Hangup;
+                    }
+                    return Action::Idle;
+                }
+                match self.cfg.ping_interval_ms {
+                    Some(i) if now >= self.last_rx.saturating_add(i) => {
+                        let mask = self.next_mask();
+                        if let Ok(p) = encode_ping(&[], mask) {
+                            self.out.push_back(p);
+                        }
+                        self.ping_sent = Some(now);
+                        Action::Write
+                    }
+                    _ => Action::Idle,
+                }
+            }
+        }
+    }
+}
