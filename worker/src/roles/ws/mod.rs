@@ -24,6 +24,7 @@
 pub mod assemble;
 pub mod close;
 pub mod conn;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
