@@ -55,7 +55,12 @@ pub struct Cli {
     pub ws_default: Option<String>,
 
     /// Log level bitfield as lws' -d (1 err, 2 warn, 4 notice, 8 info, 16 debug).
-    #[arg(short = 'd', long = "debug-level", value_name = "N", default_value_t = 7)]
+    #[arg(
+        short = 'd',
+        long = "debug-level",
+        value_name = "N",
+        default_value_t = 7
+    )]
     pub debug_level: u32,
 
     /// Seconds workers get to finish in-flight requests on SIGTERM.
@@ -185,7 +190,10 @@ mod tests {
     fn defaults() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.port, 7681);
-        assert_eq!(c.metrics_addr, MetricsAddr(Some("127.0.0.1:9464".parse().unwrap())));
+        assert_eq!(
+            c.metrics_addr,
+            MetricsAddr(Some("127.0.0.1:9464".parse().unwrap()))
+        );
         assert_eq!(c.grace(), Duration::from_secs(10));
         assert!(c.worker_count() >= 1);
         assert_eq!(
@@ -208,9 +216,28 @@ mod tests {
         let dir = std::env::temp_dir();
         let dir_s = dir.to_str().unwrap();
         let c = parse(&[
-            "-p", "8080", "-i", "::1", "-U", "/tmp/x.sock", "-j", "3", "-r", dir_s, "-d", "1023",
-            "--metrics-addr", "off", "--ws-default", "lws-mirror-protocol", "--grace", "0",
-            "--keepalive-timeout", "5", "--header-timeout", "2",
+            "-p",
+            "8080",
+            "-i",
+            "::1",
+            "-U",
+            "/tmp/x.sock",
+            "-j",
+            "3",
+            "-r",
+            dir_s,
+            "-d",
+            "1023",
+            "--metrics-addr",
+            "off",
+            "--ws-default",
+            "lws-mirror-protocol",
+            "--grace",
+            "0",
+            "--keepalive-timeout",
+            "5",
+            "--header-timeout",
+            "2",
         ])
         .unwrap();
         assert_eq!(c.worker_count(), 3);
@@ -230,7 +257,15 @@ mod tests {
         assert_eq!(w.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(w.header_timeout, Duration::from_secs(2));
         assert_eq!(c.grace(), Duration::ZERO);
-        let long = parse(&["--port", "1", "--workers", "256", "--interface", "127.0.0.1"]).unwrap();
+        let long = parse(&[
+            "--port",
+            "1",
+            "--workers",
+            "256",
+            "--interface",
+            "127.0.0.1",
+        ])
+        .unwrap();
         assert_eq!(long.port, 1);
         assert_eq!(long.worker_count(), 256);
     }
@@ -248,7 +283,8 @@ mod tests {
         rejects(&["--metrics-addr", "9464"], "--metrics-addr");
         rejects(&["--ws-default", "a b"], "--ws-default");
         rejects(&["--ws-default", ""], "--ws-default");
-        rejects(&["-d", "-1"], "--debug-level");
+        rejects(&["-d", "lots"], "--debug-level");
+        rejects(&["--debug-level=-1"], "--debug-level");
         rejects(&["--grace", "86401"], "--grace");
         rejects(&["--keepalive-timeout", "0"], "--keepalive-timeout");
         rejects(&["--header-timeout", "0"], "--header-timeout");

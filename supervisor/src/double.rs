@@ -25,8 +25,13 @@ pub fn run_worker(index: usize, ctl: OwnedFd, _cfg: WorkerConfig) -> io::Result<
     .encode(&mut out);
     lwsd_proto::send(ctl.as_fd(), &out, &[])?;
     {
-        let (ctl, live, accepted, closed, reqs) =
-            (ctl.clone(), live.clone(), accepted.clone(), closed.clone(), reqs.clone());
+        let (ctl, live, accepted, closed, reqs) = (
+            ctl.clone(),
+            live.clone(),
+            accepted.clone(),
+            closed.clone(),
+            reqs.clone(),
+        );
         std::thread::spawn(move || {
             let mut out = Vec::new();
             loop {
@@ -83,7 +88,10 @@ fn serve(mut s: std::net::TcpStream, reqs: &AtomicU64) {
                 .windows(17)
                 .any(|w| w.eq_ignore_ascii_case(b"connection: close"));
             reqs.fetch_add(1, Ordering::Relaxed);
-            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n").is_err() || close {
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                .is_err()
+                || close
+            {
                 return;
             }
             buf.copy_within(end + 4..have, 0);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use lwsd_worker::config::ListenerKind;
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen,
-    setsockopt, socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen, setsockopt,
+    socket, sockopt,
 };
 
 /// listen(2) backlog. Connections wait in it between two accept passes of the ring; a
@@ -103,7 +103,10 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<OwnedFd> {
             fd
         }
     };
-    listen(&fd, Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    listen(
+        &fd,
+        Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN),
+    )?;
     Ok(fd)
 }
 
@@ -125,8 +128,11 @@ fn bind_unix(path: &Path) -> Result<OwnedFd, BindError> {
     let l = UnixListener::bind(path).map_err(|e| err(describe(&e)))?;
     l.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
     let fd = OwnedFd::from(l);
-    listen(&fd.as_fd(), Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN))
-        .map_err(|e| err(e.to_string()))?;
+    listen(
+        &fd.as_fd(),
+        Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN),
+    )
+    .map_err(|e| err(e.to_string()))?;
     Ok(fd)
 }
 
@@ -162,7 +168,10 @@ mod tests {
             .map(|s| SocketAddr::V4(s.into()))
             .unwrap();
         let e = bind_all(&[ListenerKind::Tcp(addr)]).err().unwrap().0;
-        assert!(e.contains(&addr.to_string()) && e.contains("EADDRINUSE"), "{e}");
+        assert!(
+            e.contains(&addr.to_string()) && e.contains("EADDRINUSE"),
+            "{e}"
+        );
         // Listeners are non-blocking and close-on-exec.
         let fl = nix::fcntl::fcntl(&a[0].fd, nix::fcntl::FcntlArg::F_GETFL).unwrap();
         assert_ne!(fl & libc::O_NONBLOCK, 0);

@@ -165,8 +165,12 @@ impl Metrics {
             .map(|i| {
                 let w = [("worker", i.to_string())];
                 let dir = |d: &str| [("worker", i.to_string()), ("direction", d.to_owned())];
-                let class =
-                    |k: usize| [("worker", i.to_string()), ("code_class", format!("{}xx", k + 1))];
+                let class = |k: usize| {
+                    [
+                        ("worker", i.to_string()),
+                        ("code_class", format!("{}xx", k + 1)),
+                    ]
+                };
                 WorkerSeries {
                     accepted: c("lwsd_connections_accepted_total", &w),
                     active: g("lwsd_connections_active", &w),
@@ -407,9 +411,7 @@ mod tests {
         let addr = serve("127.0.0.1:0".parse().unwrap(), m.handle()).unwrap();
         assert!(get(addr, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(addr, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
-        assert!(
-            get(addr, b"GET /metrics?x=1 HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200")
-        );
+        assert!(get(addr, b"GET /metrics?x=1 HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
         // A head that never ends within the limit is refused without reading on.
         let mut big = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
         big.resize(MAX_REQUEST_HEAD + 100, b'a');

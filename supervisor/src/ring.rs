@@ -238,8 +238,13 @@ pub struct Supervisor {
     accept_armed: Vec<bool>,
     workers: Vec<Worker>,
     metrics: Metrics,
+    /// In-flight handoffs by slot. Boxed: the kernel reads each op's msghdr through a
+    /// pointer until its completion, so the op must not move when the Vec grows.
+    #[allow(clippy::vec_box)]
     sends: Vec<Option<Box<SendOp>>>,
     free_sends: Vec<usize>,
+    /// Completed ops kept for reuse (their Vecs keep their capacity).
+    #[allow(clippy::vec_box)]
     spare_ops: Vec<Box<SendOp>>,
     closes: Vec<RawFd>,
     signals: SignalFd,
@@ -374,10 +379,13 @@ impl Supervisor {
     }
 
     fn arm_signals(&mut self) {
-        let e = opcode::PollAdd::new(types::Fd(self.signals.as_fd().as_raw_fd()), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(ud(K_SIGNAL, 0, 0));
+        let e = opcode::PollAdd::new(
+            types::Fd(self.signals.as_fd().as_raw_fd()),
+            libc::POLLIN as u32,
+        )
+        .multi(true)
+        .build()
+        .user_data(ud(K_SIGNAL, 0, 0));
         // SAFETY: no user memory; the signalfd lives as long as `self`.
         unsafe { self.push(&e) };
     }
@@ -621,7 +629,8 @@ impl Supervisor {
                 }
             }
             let fds = std::mem::take(&mut op.fds);
-            for ((fd, conn), attempts) in fds.into_iter().zip(op.conns.iter()).zip(op.attempts.iter())
+            for ((fd, conn), attempts) in
+                fds.into_iter().zip(op.conns.iter()).zip(op.attempts.iter())
             {
                 self.route(Pending {
                     fd,
@@ -649,7 +658,9 @@ impl Supervisor {
     }
 
     fn on_ctl(&mut self, w: usize, generation: u32, res: i32, flags: u32) {
-        let Some(wk) = self.workers.get(w) else { return };
+        let Some(wk) = self.workers.get(w) else {
+            return;
+        };
         if wk.generation != generation || wk.ctl.is_none() {
             return; // an op of a previous process at this index
         }
@@ -673,7 +684,9 @@ impl Supervisor {
 
     /// Reads and handles every queued control packet of worker `w`; true at EOF/error.
     fn read_ctl(&mut self, w: usize) -> bool {
-        let Some(ctl) = self.workers[w].ctl.clone() else { return true };
+        let Some(ctl) = self.workers[w].ctl.clone() else {
+            return true;
+        };
         loop {
             self.ctl_fds.clear();
             match lwsd_proto::recv(ctl.as_fd(), &mut self.ctl_buf, &mut self.ctl_fds) {
@@ -831,7 +844,11 @@ impl Supervisor {
                 self.spawn(w, now, true);
                 self.arm_ctl(w);
             } else {
-                log!(WARN, "worker {w} is crash-looping; next start in {:?}", earliest - now);
+                log!(
+                    WARN,
+                    "worker {w} is crash-looping; next start in {:?}",
+                    earliest - now
+                );
                 self.workers[w].restart_at = Some(earliest);
             }
         }
@@ -923,7 +940,11 @@ impl Supervisor {
             };
             return;
         }
-        log!(NOTICE, "stopping: draining workers (grace {:?})", self.grace);
+        log!(
+            NOTICE,
+            "stopping: draining workers (grace {:?})",
+            self.grace
+        );
         self.state = State::Draining {
             deadline: now + self.grace + KILL_SLACK,
             killed: false,
@@ -989,7 +1010,11 @@ mod tests {
 
     #[test]
     fn user_data_round_trip() {
-        for (k, g, i) in [(K_ACCEPT, 0, 0), (K_CTL, 0xff_ffff, 255), (K_SEND, 7, u32::MAX as usize)] {
+        for (k, g, i) in [
+            (K_ACCEPT, 0, 0),
+            (K_CTL, 0xff_ffff, 255),
+            (K_SEND, 7, u32::MAX as usize),
+        ] {
             assert_eq!(ud_parts(ud(k, g, i)), (k, g, i));
         }
         // Generations wrap at 24 bits instead of spilling into the kind.
@@ -1009,6 +1034,9 @@ mod tests {
         assert_eq!(op.hdr.msg_iovlen, 1);
         assert_eq!(op.iov.iov_len, op.data.len());
         assert_eq!(op.hdr.msg_controllen, cmsg_space(4));
-        assert_eq!(ToWorker::decode(&op.data).unwrap(), ToWorker::NewConns(op.conns.clone()));
+        assert_eq!(
+            ToWorker::decode(&op.data).unwrap(),
+            ToWorker::NewConns(op.conns.clone())
+        );
     }
 }
