@@ -5,6 +5,71 @@
 //! - [`mount`]: what a URL maps to (files today; redirect, callback, cgi, proxy later).
 //! - [`service`]: the only module that does I/O: the io_uring loop.
 
+pub mod assets;
 pub mod config;
+pub mod http;
 pub mod mount;
 pub mod roles;
+pub mod service;
+pub mod vhost;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use service::{Posted, ServiceHandle};
+
+static LOG_LEVEL: AtomicU32 = AtomicU32::new(7);
+
+/// Sets the lws-style log bitfield (1 err, 2 warn, 4 notice, 8 info, 16 debug).
+pub fn set_log_level(level: u32) {
+    LOG_LEVEL.store(level, Ordering::Relaxed);
+}
+
+/// Whether messages of `level` are logged.
+pub fn log_enabled(level: u32) -> bool {
+    LOG_LEVEL.load(Ordering::Relaxed) & level != 0
+}
+
+/// Per-worker state every connection's role can reach through [`service::Cx`].
+pub struct App {
+    pub config: config::WorkerConfig,
+    /// This worker's index (0-based).
+    pub index: usize,
+    pub stats: service::Stats,
+    /// Generation of each slab slot's next occupant (see `service::token`).
+    pub(crate) generations: Vec<u32>,
+    /// Messages other threads posted through a [`ServiceHandle`], not yet taken.
+    pub posted: Vec<Posted>,
+    /// How often the loop was woken through its eventfd.
+    pub wakes: u64,
+    /// Bus publications relayed by the supervisor, not yet delivered.
+    pub bus_in: Vec<lwsd_proto::BusMessage>,
+    /// Wall-clock seconds since the epoch, read once per loop pass (Date headers,
+    /// cache revalidation).
+    pub now_unix: u64,
+    /// HTTP state (vhost, mounts, Date cache), set up by [`http::role_factory`].
+    pub http: Option<http::HttpShared>,
+}
+
+impl App {
+    pub fn new(config: config::WorkerConfig, index: usize) -> App {
+        App {
+            config,
+            index,
+            stats: service::Stats::default(),
+            generations: Vec::new(),
+            posted: Vec::new(),
+            wakes: 0,
+            bus_in: Vec::new(),
+            now_unix: unix_now(),
+            http: None,
+        }
+    }
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what lwsd's tests and benchmarks use, on a Debian machine, when missing.
+# Idempotent and quick when everything is there. Needs root (or sudo) for apt-get.
+set -euo pipefail
+need_apt=()
+for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light \
+            libwebsockets-test-server:libwebsockets-test-server chromium:chromium; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q 'websockets>=12'

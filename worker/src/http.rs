@@ -1,0 +1,477 @@
+//! The HTTP/1.1 server role: drives the sans-IO parser ([`crate::roles::h1`]) for one
+//! connection, routes each request to the vhost's mounts, and queues the answers on the
+//! connection in request order (pipelining).
+//!
+//! Answers to every request found in one recv are queued together, so they leave in one
+//! writev. A large file body is streamed in [`STREAM_CHUNK`] pieces read with `pread`
+//! once the previous piece has been sent, never read whole; while a body streams, or while
+//! more than [`OUT_HIGH_WATER`] bytes wait to be sent, the role stops consuming requests
+//! (the loop buffers a little, then stops reading: TCP backpressure reaches a client
+//! that pipelines faster than it reads).
+//!
+//! Timers: a request head must be complete within `header_timeout` of its first byte
+//! (else 408 and close: slowloris); an idle keep-alive connection is closed after
+//! `keepalive_timeout`; a response that makes no progress for [`SEND_TIMEOUT_MS`] is
+//! abandoned.
+
+use std::os::unix::fs::FileExt;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::App;
+use crate::mount::file::{FileBody, FileRequest, FileResponse};
+use crate::roles::h1::{
+    self, CONTINUE_100, Event, H1Server, Hdr, Method, RequestHeadRef, ResponseBody, ResponseHead,
+    Version,
+};
+use crate::service::conn::OutQueue;
+use crate::service::{Cx, Flow, Role, RoleFactory};
+use crate::vhost::{Route, Vhost};
+
+/// Size of each piece of a streamed file body. 128 KiB: large enough that a loopback
+/// client downloading at memory speed costs few syscalls per MiB, small enough that a
+/// thousand concurrent downloads hold 128 MiB at most.
+pub const STREAM_CHUNK: usize = 128 * 1024;
+
+/// Queued output above which the role stops reading further pipelined requests until
+/// the queue drains. 256 KiB: a burst of pipelined small answers fits many times over.
+pub const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Largest request body the server reads and throws away to keep a connection alive
+/// after answering a request that has no use for its body (nginx's discard-body does the
+/// same). Above it the answer says `Connection: close` instead.
+pub const DISCARD_MAX: u64 = 1024 * 1024;
+
+/// A response that makes no progress (no send completes) for this long is abandoned:
+/// the client stopped reading. 60 s, nginx's `send_timeout`.
+pub const SEND_TIMEOUT_MS: u64 = 60_000;
+
+/// Per-worker HTTP state shared by every connection.
+pub struct HttpShared {
+    pub vhost: Vhost,
+    pub date: h1::DateCache,
+    pub server: Bytes,
+    pub limits: h1::H1Limits,
+    pub header_timeout_ms: u64,
+    pub keepalive_ms: u64,
+    /// Response heads are written here and split off as `Bytes`: one allocation serves
+    /// many heads.
+    scratch: BytesMut,
+}
+
+impl HttpShared {
+    pub fn new(vhost: Vhost, cfg: &crate::config::WorkerConfig) -> HttpShared {
+        HttpShared {
+            vhost,
+            date: h1::DateCache::new(),
+            server: Bytes::from(cfg.server_string.clone()),
+            limits: h1::H1Limits::default(),
+            header_timeout_ms: cfg.header_timeout.as_millis() as u64,
+            keepalive_ms: cfg.keepalive_timeout.as_millis() as u64,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    fn head_buf(&mut self) -> &mut BytesMut {
+        if self.scratch.capacity() - self.scratch.len() < 1024 {
+            self.scratch.reserve(64 * 1024);
+        }
+        &mut self.scratch
+    }
+}
+
+/// Builds the worker's HTTP state from its config and returns the factory the loop uses
+/// for every new connection.
+pub fn role_factory(app: &mut App) -> std::io::Result<RoleFactory> {
+    let vhost = Vhost::from_config(&app.config).map_err(std::io::Error::other)?;
+    app.http = Some(HttpShared::new(vhost, &app.config));
+    Ok(Box::new(|_app: &mut App, _listener| Box::new(HttpConn::new()) as Box<dyn Role>))
+}
+
+/// A body being streamed from a file.
+struct Streaming {
+    file: Rc<std::fs::File>,
+    offset: u64,
+    remaining: u64,
+}
+
+/// What happens to the body of the request being read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodySink {
+    None,
+    /// Read and dropped (the answer is already queued).
+    Discard,
+}
+
+/// One HTTP/1.1 connection.
+pub struct HttpConn {
+    h1: H1Server,
+    streaming: Option<Box<Streaming>>,
+    sink: BodySink,
+    /// When the first byte of the current (incomplete) request head arrived.
+    head_started: Option<u64>,
+    /// No more requests: close once the queued answers are sent.
+    closing: bool,
+}
+
+impl HttpConn {
+    pub fn new() -> HttpConn {
+        HttpConn {
+            h1: H1Server::new(h1::H1Limits::default()),
+            streaming: None,
+            sink: BodySink::None,
+            head_started: None,
+            closing: false,
+        }
+    }
+
+    fn idle_deadline(&mut self, cx: &mut Cx<'_>, partial_head: bool) {
+        let http = cx.app.http.as_ref().expect("http state");
+        if self.streaming.is_some() {
+            *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
+        } else if partial_head || !self.h1.is_idle() {
+            let started = *self.head_started.get_or_insert(cx.now_ms);
+            *cx.deadline = started + http.header_timeout_ms;
+        } else {
+            self.head_started = None;
+            *cx.deadline = cx.now_ms + http.keepalive_ms;
+        }
+    }
+
+    fn on_head(&mut self, cx: &mut Cx<'_>, head: &RequestHeadRef<'_>) -> Option<Flow> {
+        let app = &mut *cx.app;
+        let now_unix = app.now_unix;
+        let http = app.http.as_mut().expect("http state");
+        let keep_alive = head.keep_alive && !cx.draining;
+        let head_only = head.method == Method::Head;
+        let has_body = head.body.has_body();
+        let status;
+        match (head.method, http.vhost.route(head.path())) {
+            (Method::Get | Method::Head, Route::File(mount, path)) => {
+                let req = FileRequest {
+                    head_only,
+                    path,
+                    query: head.query(),
+                    if_none_match: head.get(Hdr::IfNoneMatch),
+                    if_modified_since: head.get(Hdr::IfModifiedSince),
+                    range: head.get(Hdr::Range),
+                    if_range: head.get(Hdr::IfRange),
+                    now_unix,
+                };
+                let resp = mount.serve(&req);
+                status = resp.status;
+                let keep = keep_alive && self.prepare_body_discard(cx.out, head);
+                let http = cx.app.http.as_mut().expect("http state");
+                self.write_file_response(http, cx.out, head.version, keep, now_unix, resp);
+                if !keep {
+                    self.closing = true;
+                }
+            }
+            (Method::Other, _) => {
+                status = 501;
+                self.status_page(cx, head, 501, false, &[]);
+                self.closing = true;
+            }
+            (_, _) => {
+                // A file mount answers GET and HEAD only (RFC 9110 15.5.6: 405 with Allow).
+                status = 405;
+                let mut keep = keep_alive;
+                if has_body {
+                    keep &= self.prepare_body_discard(cx.out, head);
+                }
+                self.status_page(cx, head, 405, keep, &[(b"Allow", b"GET, HEAD")]);
+                if !keep {
+                    self.closing = true;
+                }
+            }
+        }
+        count_status(cx.app, status);
+        if self.closing {
+            self.h1.close();
+            let linger = has_body && self.sink == BodySink::None;
+            return Some(Flow::CloseAfterFlush { linger: linger || status >= 400 });
+        }
+        None
+    }
+
+    /// Decides whether the body of a request whose answer does not need it can be read
+    /// and dropped (keeping the connection), sending `100 Continue` when the client waits
+    /// for it. Returns false when the connection must close instead.
+    fn prepare_body_discard(&mut self, out: &mut OutQueue, head: &RequestHeadRef<'_>) -> bool {
+        if !head.body.has_body() {
+            return true;
+        }
+        let small = match head.body {
+            h1::BodyKind::Length(n) => n <= DISCARD_MAX,
+            _ => true, // chunked: counted while discarding
+        };
+        if !small {
+            return false;
+        }
+        if head.expect_continue {
+            // RFC 9110 10.1.1: the client waits for this before sending the body.
+            out.push(Bytes::from_static(CONTINUE_100));
+        }
+        self.sink = BodySink::Discard;
+        true
+    }
+
+    fn status_page(
+        &mut self,
+        cx: &mut Cx<'_>,
+        head: &RequestHeadRef<'_>,
+        status: u16,
+        keep_alive: bool,
+        extra: &[(&[u8], &[u8])],
+    ) {
+        let now_unix = cx.app.now_unix;
+        let http = cx.app.http.as_mut().expect("http state");
+        let body = h1::response::error_body(status);
+        let date = *http.date.get(now_unix);
+        let server = http.server.clone();
+        let mut headers: Vec<(&[u8], &[u8])> = vec![(b"Content-Type", b"text/html; charset=utf-8")];
+        headers.extend_from_slice(extra);
+        let buf = http.head_buf();
+        h1::write_response_head(
+            buf,
+            &ResponseHead {
+                status,
+                reason: None,
+                version: head.version,
+                keep_alive,
+                body: ResponseBody::Length(body.len() as u64),
+                date: &date,
+                server: &server,
+                headers: &headers,
+            },
+        );
+        let head_bytes = buf.split().freeze();
+        cx.out.push(head_bytes);
+        if head.method != Method::Head {
+            cx.out.push(Bytes::from_static(body));
+        }
+    }
+
+    fn write_file_response(
+        &mut self,
+        http: &mut HttpShared,
+        out: &mut OutQueue,
+        version: Version,
+        keep_alive: bool,
+        now_unix: u64,
+        resp: FileResponse,
+    ) {
+        let date = *http.date.get(now_unix);
+        let server = http.server.clone();
+        let mut headers: [(&[u8], &[u8]); 6] = [(b"", b""); 6];
+        let mut n = 0;
+        let mut cr_buf = [0u8; 64];
+        if let Some(ct) = &resp.content_type {
+            headers[n] = (b"Content-Type", ct);
+            n += 1;
+        }
+        if let Some(v) = &resp.last_modified {
+            headers[n] = (b"Last-Modified", v);
+            n += 1;
+        }
+        if let Some(v) = &resp.etag {
+            headers[n] = (b"ETag", v);
+            n += 1;
+        }
+        if resp.accept_ranges {
+            headers[n] = (b"Accept-Ranges", b"bytes");
+            n += 1;
+        }
+        if let Some(cr) = &resp.content_range {
+            let mut w = &mut cr_buf[..];
+            let _ = std::io::Write::write_fmt(&mut w, format_args!("{cr}"));
+            let len = 64 - w.len();
+            headers[n] = (b"Content-Range", &cr_buf[..len]);
+            n += 1;
+        }
+        if let Some(loc) = &resp.location {
+            headers[n] = (b"Location", loc);
+            n += 1;
+        }
+        let body = if resp.status == 304 {
+            ResponseBody::Empty
+        } else {
+            ResponseBody::Length(resp.content_length)
+        };
+        let buf = http.head_buf();
+        h1::write_response_head(
+            buf,
+            &ResponseHead {
+                status: resp.status,
+                reason: None,
+                version,
+                keep_alive,
+                body,
+                date: &date,
+                server: &server,
+                headers: &headers[..n],
+            },
+        );
+        out.push(buf.split().freeze());
+        match resp.body {
+            FileBody::Empty => {}
+            FileBody::Bytes(b) => out.push(b),
+            FileBody::File { file, offset, len } => {
+                self.streaming = Some(Box::new(Streaming { file, offset, remaining: len }));
+                self.stream_next(out);
+            }
+        }
+    }
+
+    /// Queues the next piece of a streamed body. Returns false on a read error.
+    fn stream_next(&mut self, out: &mut OutQueue) -> bool {
+        let Some(s) = self.streaming.as_mut() else { return true };
+        let want = (s.remaining as usize).min(STREAM_CHUNK);
+        // Zero-filled first so the read goes into an initialised slice (no unsafe); the
+        // memset costs ~1 % of moving the bytes through loopback.
+        let mut buf = BytesMut::with_capacity(want);
+        buf.put_bytes(0, want);
+        let mut filled = 0;
+        while filled < want {
+            match s.file.read_at(&mut buf[filled..], s.offset + filled as u64) {
+                Ok(0) => return false, // the file shrank under us: the length is now a lie
+                Ok(k) => filled += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        s.offset += want as u64;
+        s.remaining -= want as u64;
+        out.push(buf.freeze());
+        if s.remaining == 0 {
+            self.streaming = None;
+        }
+        true
+    }
+}
+
+impl Default for HttpConn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn count_status(app: &mut App, status: u16) {
+    let class = (status / 100).clamp(1, 5) as usize - 1;
+    app.stats.http_requests_total[class] += 1;
+}
+
+impl Role for HttpConn {
+    fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
+        let mut pos = 0;
+        let mut flow = Flow::Continue;
+        while self.streaming.is_none() && cx.out.len() < OUT_HIGH_WATER && !self.closing {
+            let f = self.h1.feed(&data[pos..]);
+            pos += f.consumed;
+            match f.event {
+                Event::Head(head) => {
+                    self.head_started = None;
+                    if let Some(fl) = self.on_head(cx, &head) {
+                        flow = fl;
+                        break;
+                    }
+                }
+                Event::Body(_) => {}
+                Event::BodyEnd => self.sink = BodySink::None,
+                Event::NeedMore => break,
+                Event::Upgraded => {
+                    // No upgrade is offered yet: the request was answered over HTTP/1.1.
+                    self.h1.decline_upgrade();
+                }
+                Event::H2Preface => {
+                    // Prior-knowledge h2c is not served (yet): 505 as for any HTTP/2.0
+                    // request line, then close (RFC 9113 3.3 leaves it to the server).
+                    let now_unix = cx.app.now_unix;
+                    let http = cx.app.http.as_mut().expect("http state");
+                    let date = *http.date.get(now_unix);
+                    cx.out.push(h1::error_response(505, &date, &http.server));
+                    count_status(cx.app, 505);
+                    self.closing = true;
+                    flow = Flow::CloseAfterFlush { linger: true };
+                    break;
+                }
+                Event::Closed => {
+                    self.closing = true;
+                    flow = Flow::CloseAfterFlush { linger: false };
+                    break;
+                }
+                Event::Error(e) => {
+                    let now_unix = cx.app.now_unix;
+                    let http = cx.app.http.as_mut().expect("http state");
+                    let date = *http.date.get(now_unix);
+                    cx.out.push(h1::error_response(e.status(), &date, &http.server));
+                    count_status(cx.app, e.status());
+                    self.closing = true;
+                    flow = Flow::CloseAfterFlush { linger: true };
+                    break;
+                }
+            }
+        }
+        let partial = pos < data.len() && self.h1.is_idle();
+        self.idle_deadline(cx, partial);
+        (pos, flow)
+    }
+
+    fn on_sent(&mut self, cx: &mut Cx<'_>) -> Flow {
+        if self.streaming.is_some() {
+            if !self.stream_next(cx.out) {
+                return Flow::Abort;
+            }
+            *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
+            return Flow::Continue;
+        }
+        if self.closing {
+            return Flow::CloseAfterFlush { linger: false };
+        }
+        if cx.draining && self.h1.is_idle() {
+            return Flow::CloseAfterFlush { linger: false };
+        }
+        self.idle_deadline(cx, false);
+        Flow::Continue
+    }
+
+    fn on_timer(&mut self, cx: &mut Cx<'_>) -> Flow {
+        if self.streaming.is_some() || !cx.out.is_empty() {
+            return Flow::Abort; // the client stopped reading
+        }
+        if self.head_started.is_some() {
+            // RFC 9110 15.5.9: 408 for a request not completed in time, then close.
+            let now_unix = cx.app.now_unix;
+            let http = cx.app.http.as_mut().expect("http state");
+            let date = *http.date.get(now_unix);
+            cx.out.push(h1::error_response(408, &date, &http.server));
+            count_status(cx.app, 408);
+            self.closing = true;
+            return Flow::CloseAfterFlush { linger: true };
+        }
+        Flow::Abort // idle keep-alive connection: close quietly
+    }
+
+    fn on_drain(&mut self, cx: &mut Cx<'_>) -> Flow {
+        if self.streaming.is_none() && cx.out.is_empty() && self.h1.is_idle() && self.head_started.is_none() {
+            return Flow::CloseAfterFlush { linger: false };
+        }
+        Flow::Continue
+    }
+
+    fn on_peer_eof(&mut self, cx: &mut Cx<'_>) -> Flow {
+        // The client finished sending; answers still queued are delivered (it may be
+        // reading them: `printf 'GET / ...' | nc` half-closes).
+        self.closing = true;
+        if cx.out.is_empty() && self.streaming.is_none() {
+            Flow::Abort
+        } else {
+            Flow::CloseAfterFlush { linger: false }
+        }
+    }
+
+    fn wants_input(&self) -> bool {
+        self.streaming.is_none() && !self.closing
+    }
+}

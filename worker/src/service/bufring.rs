@@ -1,0 +1,163 @@
+//! The provided-buffer ring multishot recv draws from (io_uring `IORING_REGISTER_PBUF_RING`).
+//!
+//! One ring per worker: `count` buffers of `size` bytes in one allocation, and the ring of
+//! entries the kernel reads them from. The kernel picks a buffer for each recv completion
+//! and names it in the CQE; the loop hands it back with [`BufRing::recycle`] once the bytes
+//! have been consumed (or copied into a connection's reassembly buffer), and publishes the
+//! returned buffers with one tail store per pass over the completion queue
+//! ([`BufRing::publish`]).
+//!
+//! This module and the submission of ops are the only `unsafe` in the worker: the kernel
+//! writes into this memory behind Rust's back, so the memory must stay put and be neither
+//! read nor written by us while the kernel owns a buffer.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+
+/// A registered provided-buffer ring and the buffers behind it.
+pub struct BufRing {
+    /// Base of the entries (page-aligned mmap, `entries * 16` bytes).
+    ring: NonNull<BufRingEntry>,
+    ring_bytes: usize,
+    /// The buffers, `count * size` bytes (mmap, so pages are touched only when used).
+    bufs: NonNull<u8>,
+    bufs_bytes: usize,
+    size: u32,
+    count: u16,
+    mask: u16,
+    /// Our private tail: entries added but not yet published to the kernel.
+    tail: u16,
+    group: u16,
+}
+
+fn mmap_anon(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions;
+    // the result is checked for MAP_FAILED before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+impl BufRing {
+    /// Allocates `count` buffers of `size` bytes (count a power of two, at most 32768) and
+    /// registers them with `submitter` as buffer group `group`.
+    pub fn new(
+        submitter: &io_uring::Submitter<'_>,
+        group: u16,
+        count: u16,
+        size: u32,
+    ) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two() && count <= 32768, "buffer count");
+        let ring_bytes = count as usize * std::mem::size_of::<BufRingEntry>();
+        let bufs_bytes = count as usize * size as usize;
+        let ring = mmap_anon(ring_bytes)?.cast::<BufRingEntry>();
+        let bufs = match mmap_anon(bufs_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                // SAFETY: `ring` was mapped above with exactly `ring_bytes` and is unused.
+                unsafe { libc::munmap(ring.as_ptr().cast(), ring_bytes) };
+                return Err(e);
+            }
+        };
+        let mut br = BufRing {
+            ring,
+            ring_bytes,
+            bufs,
+            bufs_bytes,
+            size,
+            count,
+            mask: count - 1,
+            tail: 0,
+            group,
+        };
+        // SAFETY: the ring memory is page-aligned (mmap), `count` entries long, zeroed,
+        // and lives until `Drop`, which runs after the ring is gone: the worker's `Loop`
+        // drops its `IoUring` before its `BufRing` (field order), and the kernel
+        // unregisters the group when the ring is closed.
+        unsafe {
+            submitter.register_buf_ring_with_flags(br.ring.as_ptr() as u64, count, group, 0)?;
+        }
+        for bid in 0..count {
+            br.recycle(bid);
+        }
+        br.publish();
+        Ok(br)
+    }
+
+    /// The buffer group id to name in recv ops.
+    pub fn group(&self) -> u16 {
+        self.group
+    }
+
+    /// Size of each buffer.
+    pub fn buf_size(&self) -> u32 {
+        self.size
+    }
+
+    /// The first `len` bytes of buffer `bid`, which the kernel just filled and handed to us
+    /// in a completion. Valid until the buffer is recycled.
+    pub fn data(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        assert!(
+            bid < self.count && len <= self.size as usize,
+            "buffer id/len"
+        );
+        let off = bid as usize * self.size as usize;
+        // SAFETY: `bid` came from a completion, so the kernel handed that buffer to us and
+        // will not touch it until we recycle it; the range lies inside the mapping (checked
+        // above); `&mut self` makes this the only live reference into the mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(off), len) }
+    }
+
+    /// Gives buffer `bid` back (visible to the kernel after the next [`publish`]).
+    ///
+    /// [`publish`]: BufRing::publish
+    pub fn recycle(&mut self, bid: u16) {
+        let idx = (self.tail & self.mask) as usize;
+        // SAFETY: `idx < count`, so the entry lies inside the ring mapping; the kernel only
+        // reads entries between its head and the published tail, and this one is past the
+        // published tail until `publish`.
+        let entry = unsafe { &mut *self.ring.as_ptr().add(idx) };
+        // SAFETY: same bounds as in `data`: bid < count.
+        let addr = unsafe { self.bufs.as_ptr().add(bid as usize * self.size as usize) };
+        entry.set_addr(addr as u64);
+        entry.set_len(self.size);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Publishes every recycled buffer to the kernel with one release store of the tail.
+    pub fn publish(&mut self) {
+        // SAFETY: the ring base is the first entry of a live, initialised ring (see `new`);
+        // the tail field is a u16 the kernel reads atomically, so we store it atomically
+        // with release ordering after the entries were written.
+        unsafe {
+            let tail = BufRingEntry::tail(self.ring.as_ptr()) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: both regions were mapped in `new` with these lengths; the io_uring that
+        // used them is closed before (see `new`), so nobody refers to them any more.
+        unsafe {
+            libc::munmap(self.ring.as_ptr().cast(), self.ring_bytes);
+            libc::munmap(self.bufs.as_ptr().cast(), self.bufs_bytes);
+        }
+    }
+}

@@ -1,0 +1,949 @@
+//! The worker's service loop: the only module that does I/O (DESIGN.md section 3).
+//!
+//! One io_uring per worker, single issuer with deferred task running. Sockets are read
+//! with multishot recv from a provided buffer ring ([`bufring`]); buffers go back to the
+//! ring once per pass over the completion queue. Bytes a role does not consume are copied
+//! into the connection's small reassembly buffer and the ring buffer is returned at once.
+//! Output is a queue of `Bytes` per connection, sent with one writev per connection per
+//! pass (so the answers to every request found in one recv leave in one send), at most
+//! one send in flight. Completions carry `op | generation | slot` ([`token`]) so a
+//! completion for a closed and reused slot is dropped. Timers are a heap ([`timers`])
+//! with one kernel timeout for the earliest deadline, given as the wait's timeout.
+//!
+//! Roles (HTTP/1.1, WebSocket, ...) are sans-IO; they see a connection through [`Cx`]
+//! and answer with a [`Flow`].
+
+pub mod bufring;
+pub mod conn;
+pub mod handle;
+mod run;
+pub mod timers;
+pub mod token;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use slab::Slab;
+
+use self::bufring::BufRing;
+use self::conn::{Conn, OutQueue, Phase};
+use self::handle::Waker;
+pub use self::handle::{Posted, ServiceHandle};
+pub use self::run::run_worker;
+use self::timers::Timers;
+use self::token::Op;
+
+/// What a role asks of the loop after an event.
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Send what is queued, then close (lingering first when `linger`: a response that
+    /// ends the connection while the peer may still be sending, e.g. after a 4xx).
+    CloseAfterFlush { linger: bool },
+    /// Close now, dropping queued output (the peer broke the protocol or vanished).
+    Abort,
+    /// Replace the role (an upgrade: h1 -> ws); the new role is fed any bytes left over.
+    Upgrade(Box<dyn Role>),
+}
+
+/// A connection's protocol state machine, as the loop drives it.
+pub trait Role {
+    /// Bytes arrived (a recv's bytes, or the reassembly buffer). Returns how many were
+    /// consumed; the loop keeps the rest and offers them again, with more, later.
+    fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow);
+    /// The output queue drained (the last send completed): a role streaming a body
+    /// queues its next chunk here; a paused role resumes.
+    fn on_sent(&mut self, _cx: &mut Cx<'_>) -> Flow {
+        Flow::Continue
+    }
+    /// The connection's deadline passed.
+    fn on_timer(&mut self, cx: &mut Cx<'_>) -> Flow;
+    /// The worker is shutting down: finish what is in flight, close when idle.
+    fn on_drain(&mut self, cx: &mut Cx<'_>) -> Flow;
+    /// The peer sent EOF (it may still read): answer what is pending or close.
+    fn on_peer_eof(&mut self, _cx: &mut Cx<'_>) -> Flow {
+        Flow::CloseAfterFlush { linger: false }
+    }
+    /// False while the role does not want more input (it is streaming a response, or
+    /// its output is backed up): the loop then buffers a little and stops reading.
+    fn wants_input(&self) -> bool {
+        true
+    }
+}
+
+/// Worker-wide counters, sent to the supervisor as a snapshot.
+#[derive(Default, Clone, Debug)]
+pub struct Stats {
+    pub accepted_total: u64,
+    pub closed_total: u64,
+    pub http_requests_total: [u64; 5],
+    pub ws_conns: u32,
+    pub ws_msgs_rx: u64,
+    pub ws_msgs_tx: u64,
+    pub ws_bytes_rx: u64,
+    pub ws_bytes_tx: u64,
+    /// Time spent handling completions in passes that took over [`STALL_THRESHOLD`].
+    pub loop_stall_ns: u64,
+}
+
+/// A pass over the completion queue longer than this counts as a stall (lws' latency
+/// tracking warns about the same kind of hold-ups).
+pub const STALL_THRESHOLD: Duration = Duration::from_millis(20);
+
+/// What a role sees of its connection and of the worker during a callback.
+pub struct Cx<'a> {
+    /// The connection's pending output.
+    pub out: &'a mut OutQueue,
+    /// Per-worker state shared by all connections (mounts, config, stats, ...).
+    pub app: &'a mut crate::App,
+    /// Loop clock, milliseconds (monotonic).
+    pub now_ms: u64,
+    /// The connection's timer: set to a loop-clock ms value, `u64::MAX` for none.
+    pub deadline: &'a mut u64,
+    /// The worker is draining (shutdown): finish the current exchange and close.
+    pub draining: bool,
+}
+
+/// Tunables of the loop. The defaults fit a 2-core machine serving many connections.
+pub struct LoopConfig {
+    /// Submission queue entries. Completions get 4x (connections with multishot recv
+    /// complete far more often than we submit).
+    pub ring_entries: u32,
+    /// Provided buffers (power of two) and their size: 1024 x 8 KiB = 8 MiB per worker,
+    /// touched only as used. 8 KiB holds any ordinary request head and a useful slice of
+    /// an upload; a larger read costs one more recv, never correctness.
+    pub buf_count: u16,
+    pub buf_size: u32,
+    /// Most bytes a connection may hold unconsumed in its reassembly buffer before the
+    /// loop stops reading from it (the role is paused or a frame is still incomplete;
+    /// every role's own limit on a head or frame is below this).
+    pub rx_max: usize,
+    /// How long a lingering close waits for the peer's EOF.
+    pub linger: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            ring_entries: 4096,
+            buf_count: 1024,
+            buf_size: 8192,
+            rx_max: 256 * 1024,
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Creates the role of a newly adopted connection (from its listener index).
+pub type RoleFactory = Box<dyn FnMut(&mut crate::App, u16) -> Box<dyn Role>>;
+
+/// The service loop of one worker.
+pub struct Loop {
+    // Field order matters: the ring is dropped (closed) before the buffer memory it uses.
+    ring: IoUring,
+    bufs: BufRing,
+    conns: Slab<Conn>,
+    timers: Timers,
+    waker: Waker,
+    wake_buf: Box<[u8; 8]>,
+    cqes: Vec<(u64, i32, u32)>,
+    dirty: Vec<u32>,
+    rearm: Vec<u32>,
+    start: Instant,
+    now_ms: u64,
+    cfg: LoopConfig,
+    factory: RoleFactory,
+    pub app: crate::App,
+    /// The supervisor's control socket (None in tests that drive the loop alone).
+    control: Option<OwnedFd>,
+    control_armed: bool,
+    draining: bool,
+    drain_deadline: u64,
+    stop: bool,
+    next_stats: u64,
+    handle: ServiceHandle,
+}
+
+/// The generation of a slot's next occupant: kept across reuse in a side table so a late
+/// completion for an old connection in the same slot is recognised.
+fn next_generation(g: u32) -> u32 {
+    g.wrapping_add(1) & token::GEN_MASK
+}
+
+impl Loop {
+    /// Sets up the ring, the buffer ring and the wake eventfd. Errors name the cause:
+    /// io_uring missing (ENOSYS: kernel older than 5.1 or built without it), forbidden
+    /// (EPERM: seccomp policy of the container runtime, or `kernel.io_uring_disabled`),
+    /// or a feature this loop needs absent (EINVAL: kernel older than 6.1).
+    pub fn new(cfg: LoopConfig, app: crate::App, factory: RoleFactory) -> io::Result<Loop> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(cfg.ring_entries * 4)
+            .build(cfg.ring_entries)
+            .map_err(explain_uring_error)?;
+        let bufs = BufRing::new(&ring.submitter(), 0, cfg.buf_count, cfg.buf_size)
+            .map_err(|e| io::Error::new(e.kind(), format!("io_uring provided buffer ring: {e}")))?;
+        let (handle, waker) = ServiceHandle::new()?;
+        let mut l = Loop {
+            ring,
+            bufs,
+            conns: Slab::with_capacity(1024),
+            timers: Timers::default(),
+            waker,
+            wake_buf: Box::new([0; 8]),
+            cqes: Vec::with_capacity(1024),
+            dirty: Vec::new(),
+            rearm: Vec::new(),
+            start: Instant::now(),
+            now_ms: 0,
+            cfg,
+            factory,
+            app,
+            control: None,
+            control_armed: false,
+            draining: false,
+            drain_deadline: u64::MAX,
+            stop: false,
+            next_stats: 0,
+            handle,
+        };
+        l.arm_wake();
+        Ok(l)
+    }
+
+    /// A handle other threads use to post messages and wake this loop.
+    pub fn handle(&self) -> ServiceHandle {
+        self.handle.clone()
+    }
+
+    /// Live connections.
+    pub fn live(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn push(&mut self, e: squeue::Entry) {
+        // SAFETY: every entry the loop builds points only at memory that outlives the op:
+        // recv ops use the provided buffer ring (lives as long as the ring); a send points
+        // into `Bytes` kept in the connection's OutQueue and iovecs in `Conn::iov`, both
+        // untouched until the send's completion (at most one send in flight, and a
+        // connection is only freed once its ops have completed); the wake read targets
+        // `wake_buf`, boxed and owned by the loop; cancel/poll/shutdown carry no pointers.
+        unsafe {
+            while self.ring.submission().push(&e).is_err() {
+                // The queue is full: hand what is queued to the kernel and retry.
+                if let Err(err) = self.ring.submit() {
+                    if err.raw_os_error() != Some(libc::EBUSY) {
+                        panic!("io_uring submit failed: {err}");
+                    }
+                    self.reap_for_space();
+                }
+            }
+        }
+    }
+
+    /// EBUSY on submit: the completion queue overflowed; the kernel holds the overflow
+    /// until we consume completions. Move them into our backlog.
+    fn reap_for_space(&mut self) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let e = opcode::Read::new(
+            types::Fd(self.waker.raw_fd()),
+            self.wake_buf.as_mut_ptr(),
+            8,
+        )
+        .build()
+        .user_data(token::encode(Op::Wake, 0, 0));
+        self.push(e);
+    }
+
+    /// Watches the supervisor's control socket (new connections, shutdown, bus).
+    pub fn set_control(&mut self, fd: OwnedFd) {
+        self.control = Some(fd);
+        self.arm_control();
+    }
+
+    fn arm_control(&mut self) {
+        if let Some(fd) = &self.control {
+            let e = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(token::encode(Op::Control, 0, 0));
+            self.control_armed = true;
+            self.push(e);
+        }
+    }
+
+    /// Takes over an accepted connection: registers it and arms its multishot recv.
+    pub fn adopt(&mut self, fd: OwnedFd, listener: u16) {
+        let role = (self.factory)(&mut self.app, listener);
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key() as u32;
+        let generation = self
+            .app
+            .generations
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(0);
+        entry.insert(Conn {
+            fd: into_raw(fd),
+            generation,
+            phase: Phase::Open,
+            listener,
+            recv_armed: false,
+            send_inflight: false,
+            cancel_inflight: false,
+            dirty: false,
+            rx_paused: false,
+            peer_eof: false,
+            out: OutQueue::default(),
+            iov: Vec::new(),
+            rx: Vec::new(),
+            deadline: u64::MAX,
+            queued: u64::MAX,
+            role,
+        });
+        self.app.stats.accepted_total += 1;
+        self.arm_recv(slot);
+        // Give the role a chance to set its first deadline (header timeout) and greet.
+        self.with_role(slot, |role, cx| role.on_data(cx, &mut []).1);
+    }
+
+    fn arm_recv(&mut self, slot: u32) {
+        let Some(c) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if c.recv_armed || c.phase == Phase::Closing || c.rx_paused {
+            return;
+        }
+        c.recv_armed = true;
+        let e = opcode::RecvMulti::new(types::Fd(c.fd), self.bufs.group())
+            .build()
+            .user_data(token::encode(Op::Recv, slot, c.generation));
+        self.push(e);
+    }
+
+    /// Runs until a shutdown drains every connection or the control socket closes.
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.stop {
+            self.run_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// One pass: flush output, wait for completions (at most until the next timer, or
+    /// `max_wait`), handle them, fire due timers.
+    pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        self.flush();
+        let now = self.clock();
+        let mut wait_ms = self.timers.next().map(|t| t.saturating_sub(now));
+        if self.control.is_some() {
+            let s = self.next_stats.saturating_sub(now);
+            wait_ms = Some(wait_ms.map_or(s, |w| w.min(s)));
+        }
+        if let Some(m) = max_wait {
+            let m = m.as_millis() as u64;
+            wait_ms = Some(wait_ms.map_or(m, |w| w.min(m)));
+        }
+        let res = if self.cqes.is_empty() {
+            match wait_ms {
+                Some(ms) => {
+                    let ts = types::Timespec::from(Duration::from_millis(ms));
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submit_and_wait(1),
+            }
+        } else {
+            self.ring.submit()
+        };
+        match res {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let pass_start = Instant::now();
+        self.now_ms = self.clock();
+        self.app.now_unix = crate::unix_now();
+        self.reap_for_space();
+        let mut cqes = std::mem::take(&mut self.cqes);
+        for &(ud, res, flags) in &cqes {
+            self.complete(ud, res, flags);
+        }
+        cqes.clear();
+        // completions handled above may have queued more in self.cqes (EBUSY reaping)
+        cqes.append(&mut self.cqes);
+        self.cqes = cqes;
+        self.bufs.publish();
+        for slot in std::mem::take(&mut self.rearm) {
+            self.arm_recv(slot);
+        }
+        self.fire_timers();
+        if self.control.is_some() && self.now_ms >= self.next_stats {
+            self.send_stats();
+            self.next_stats = self.now_ms + 250;
+        }
+        if self.draining && (self.conns.is_empty() || self.now_ms >= self.drain_deadline) {
+            self.stop = true;
+        }
+        let took = pass_start.elapsed();
+        if took > STALL_THRESHOLD {
+            self.app.stats.loop_stall_ns += took.as_nanos() as u64;
+        }
+        Ok(())
+    }
+
+    fn clock(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn complete(&mut self, ud: u64, res: i32, flags: u32) {
+        let Some((op, slot, generation)) = token::decode(ud) else {
+            return;
+        };
+        match op {
+            Op::Wake => {
+                self.on_wake();
+                self.arm_wake();
+                return;
+            }
+            Op::Control => {
+                if !cqueue::more(flags) {
+                    self.control_armed = false;
+                }
+                self.on_control(res);
+                if !self.control_armed && !self.stop {
+                    self.arm_control();
+                }
+                return;
+            }
+            _ => {}
+        }
+        let live = matches!(self.conns.get(slot as usize), Some(c) if c.generation == generation);
+        if !live {
+            // A completion for a connection that is gone: only a buffer needs returning.
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.bufs.recycle(bid);
+            }
+            return;
+        }
+        match op {
+            Op::Recv => self.on_recv(slot, res, flags),
+            Op::Send => self.on_send(slot, res),
+            Op::Cancel => {
+                self.conns[slot as usize].cancel_inflight = false;
+            }
+            Op::Shutdown | Op::Wake | Op::Control => {}
+        }
+        self.maybe_finish_close(slot);
+    }
+
+    fn on_recv(&mut self, slot: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let c = &mut self.conns[slot as usize];
+        if !more {
+            c.recv_armed = false;
+        }
+        if res < 0 {
+            match -res {
+                libc::ENOBUFS => {
+                    // The ring ran dry: re-arm once buffers are back (end of this pass).
+                    if !more {
+                        self.rearm.push(slot);
+                    }
+                }
+                libc::ECANCELED => {}
+                _ => self.abort(slot),
+            }
+            return;
+        }
+        if res == 0 {
+            c.peer_eof = true;
+            match c.phase {
+                Phase::Open => {
+                    let flow = self.with_role_flow(slot, |role, cx| role.on_peer_eof(cx));
+                    self.apply(slot, flow);
+                }
+                Phase::Lingering | Phase::Flushing { .. } => self.begin_close(slot),
+                Phase::Closing => {}
+            }
+            return;
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            self.abort(slot);
+            return;
+        };
+        let len = res as usize;
+        if c.phase == Phase::Open {
+            self.deliver(slot, bid, len);
+        }
+        self.bufs.recycle(bid);
+        let c = &mut self.conns[slot as usize];
+        if !more && !c.recv_armed && c.phase != Phase::Closing && !c.rx_paused {
+            self.rearm.push(slot);
+        }
+    }
+
+    /// Hands received bytes to the role: straight from the ring buffer when nothing is
+    /// pending, else appended to the reassembly buffer.
+    fn deliver(&mut self, slot: u32, bid: u16, len: usize) {
+        let c = &mut self.conns[slot as usize];
+        let data = self.bufs.data(bid, len);
+        if !c.rx.is_empty() || !c.role.wants_input() {
+            c.rx.extend_from_slice(data);
+            if c.role.wants_input() {
+                self.feed_pending(slot);
+            } else {
+                self.check_rx_limit(slot);
+            }
+            return;
+        }
+        let mut deadline = c.deadline;
+        let mut cx = Cx {
+            out: &mut c.out,
+            app: &mut self.app,
+            now_ms: self.now_ms,
+            deadline: &mut deadline,
+            draining: self.draining,
+        };
+        let (used, flow) = c.role.on_data(&mut cx, data);
+        if used < data.len() {
+            c.rx.extend_from_slice(&data[used..]);
+        }
+        self.after_callback(slot, deadline, flow);
+        self.check_rx_limit(slot);
+    }
+
+    /// Offers the reassembly buffer to the role again (after more bytes came, after it
+    /// resumed, or after an upgrade).
+    fn feed_pending(&mut self, slot: u32) {
+        loop {
+            let Some(c) = self.conns.get_mut(slot as usize) else {
+                return;
+            };
+            if c.rx.is_empty() || c.phase != Phase::Open || !c.role.wants_input() {
+                break;
+            }
+            let mut rx = std::mem::take(&mut c.rx);
+            let mut deadline = c.deadline;
+            let mut cx = Cx {
+                out: &mut c.out,
+                app: &mut self.app,
+                now_ms: self.now_ms,
+                deadline: &mut deadline,
+                draining: self.draining,
+            };
+            let (used, flow) = c.role.on_data(&mut cx, &mut rx);
+            let upgraded = matches!(flow, Flow::Upgrade(_));
+            rx.drain(..used.min(rx.len()));
+            // A role that consumed nothing but still wants input needs more bytes.
+            let progress = used > 0 || upgraded;
+            if !rx.is_empty() {
+                c.rx = rx;
+            }
+            self.after_callback(slot, deadline, flow);
+            if !progress {
+                break;
+            }
+        }
+        self.check_rx_limit(slot);
+    }
+
+    /// Stops reading when too much is pending; resumes when it has been consumed.
+    fn check_rx_limit(&mut self, slot: u32) {
+        let Some(c) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if c.phase != Phase::Open {
+            return;
+        }
+        let over = c.rx.len() >= self.cfg.rx_max;
+        if over && !c.rx_paused {
+            c.rx_paused = true;
+            if c.recv_armed && !c.cancel_inflight {
+                self.cancel_recv(slot);
+            }
+        } else if !over && c.rx_paused {
+            c.rx_paused = false;
+            if !c.recv_armed {
+                self.rearm.push(slot);
+            }
+        }
+    }
+
+    fn cancel_recv(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        c.cancel_inflight = true;
+        let target = token::encode(Op::Recv, slot, c.generation);
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(token::encode(Op::Cancel, slot, c.generation));
+        self.push(e);
+    }
+
+    fn on_send(&mut self, slot: u32, res: i32) {
+        let c = &mut self.conns[slot as usize];
+        c.send_inflight = false;
+        if res < 0 {
+            // EPIPE, ECONNRESET, ...: the peer is gone.
+            c.out.clear();
+            self.abort(slot);
+            return;
+        }
+        c.out.advance(res as usize);
+        if !c.out.is_empty() {
+            self.mark_dirty(slot);
+            return;
+        }
+        match c.phase {
+            Phase::Open => {
+                let flow = self.with_role_flow(slot, |role, cx| role.on_sent(cx));
+                self.apply(slot, flow);
+                // The role may have resumed: feed what waited.
+                self.feed_pending(slot);
+            }
+            Phase::Flushing { linger } => self.finish_flush(slot, linger),
+            _ => {}
+        }
+    }
+
+    /// Runs a role callback with a fresh [`Cx`] and returns its flow unapplied.
+    fn with_role_flow(
+        &mut self,
+        slot: u32,
+        f: impl FnOnce(&mut dyn Role, &mut Cx<'_>) -> Flow,
+    ) -> Flow {
+        let c = &mut self.conns[slot as usize];
+        let mut deadline = c.deadline;
+        let mut cx = Cx {
+            out: &mut c.out,
+            app: &mut self.app,
+            now_ms: self.now_ms,
+            deadline: &mut deadline,
+            draining: self.draining,
+        };
+        let flow = f(c.role.as_mut(), &mut cx);
+        self.set_deadline(slot, deadline);
+        if !self.conns[slot as usize].out.is_empty() {
+            self.mark_dirty(slot);
+        }
+        flow
+    }
+
+    /// Runs a role callback and applies its flow.
+    fn with_role(&mut self, slot: u32, f: impl FnOnce(&mut dyn Role, &mut Cx<'_>) -> Flow) {
+        let flow = self.with_role_flow(slot, f);
+        self.apply(slot, flow);
+    }
+
+    fn after_callback(&mut self, slot: u32, deadline: u64, flow: Flow) {
+        self.set_deadline(slot, deadline);
+        if !self.conns[slot as usize].out.is_empty() {
+            self.mark_dirty(slot);
+        }
+        self.apply(slot, flow);
+    }
+
+    fn set_deadline(&mut self, slot: u32, deadline: u64) {
+        let c = &mut self.conns[slot as usize];
+        c.deadline = deadline;
+        if deadline != u64::MAX {
+            self.timers.arm(slot, c.generation, deadline, &mut c.queued);
+        }
+    }
+
+    fn apply(&mut self, slot: u32, flow: Flow) {
+        match flow {
+            Flow::Continue => {}
+            Flow::Abort => self.abort(slot),
+            Flow::CloseAfterFlush { linger } => {
+                let c = &mut self.conns[slot as usize];
+                if c.phase != Phase::Open {
+                    return;
+                }
+                c.phase = Phase::Flushing { linger };
+                if c.out.is_empty() && !c.send_inflight {
+                    self.finish_flush(slot, linger);
+                } else {
+                    self.mark_dirty(slot);
+                }
+            }
+            Flow::Upgrade(role) => {
+                self.conns[slot as usize].role = role;
+                // Let the new role greet / arm its timer, then feed leftover bytes.
+                self.with_role(slot, |role, cx| role.on_data(cx, &mut []).1);
+                self.feed_pending(slot);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Submits one send per connection with output and no send in flight.
+    fn flush(&mut self) {
+        for slot in std::mem::take(&mut self.dirty) {
+            let Some(c) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            c.dirty = false;
+            if c.send_inflight || c.out.is_empty() || c.phase == Phase::Closing {
+                continue;
+            }
+            let ud = token::encode(Op::Send, slot, c.generation);
+            let e = if let Some(b) = c.out.single() {
+                opcode::Send::new(types::Fd(c.fd), b.as_ptr(), b.len() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            } else {
+                c.out.fill_iov(&mut c.iov);
+                opcode::Writev::new(types::Fd(c.fd), c.iov.as_ptr(), c.iov.len() as u32).build()
+            };
+            c.send_inflight = true;
+            self.push(e.user_data(ud));
+        }
+    }
+
+    fn finish_flush(&mut self, slot: u32, linger: bool) {
+        let c = &mut self.conns[slot as usize];
+        if linger && !c.peer_eof {
+            // SHUT_WR sends our FIN after the response; keep reading (and dropping) until
+            // the peer closes or the linger time passes.
+            let _ = nix::sys::socket::shutdown(c.fd, nix::sys::socket::Shutdown::Write);
+            c.phase = Phase::Lingering;
+            c.rx = Vec::new();
+            let at = self.now_ms + self.cfg.linger.as_millis() as u64;
+            self.set_deadline(slot, at);
+            if !self.conns[slot as usize].recv_armed {
+                self.conns[slot as usize].rx_paused = false;
+                self.rearm.push(slot);
+            }
+        } else {
+            self.begin_close(slot);
+        }
+    }
+
+    /// Closes a connection: cancels its ops, closes the fd once they have completed.
+    fn abort(&mut self, slot: u32) {
+        if let Some(c) = self.conns.get_mut(slot as usize) {
+            c.out.clear();
+        }
+        self.begin_close(slot);
+    }
+
+    fn begin_close(&mut self, slot: u32) {
+        let Some(c) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.phase = Phase::Closing;
+        if c.recv_armed && !c.cancel_inflight {
+            self.cancel_recv(slot);
+        }
+        // A send in flight completes on its own (or fails once the peer is gone);
+        // cancelling it would tear a response. maybe_finish_close closes the fd after.
+        self.maybe_finish_close(slot);
+    }
+
+    fn maybe_finish_close(&mut self, slot: u32) {
+        let Some(c) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if c.phase != Phase::Closing || c.ops_in_flight() {
+            return;
+        }
+        let c = self.conns.remove(slot as usize);
+        // No op refers to the fd any more: closing it cannot race the kernel.
+        drop(owned(c.fd));
+        let g = &mut self.app.generations;
+        if g.len() <= slot as usize {
+            g.resize(slot as usize + 1, 0);
+        }
+        g[slot as usize] = next_generation(c.generation);
+        self.app.stats.closed_total += 1;
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some((_, slot, generation)) = self.timers.pop_due(self.now_ms) {
+            let Some(c) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            if c.generation != generation {
+                continue;
+            }
+            c.queued = u64::MAX;
+            if c.deadline > self.now_ms {
+                // Moved later since this entry was queued: queue the current one.
+                let d = c.deadline;
+                if d != u64::MAX {
+                    self.timers.arm(slot, generation, d, &mut c.queued);
+                }
+                continue;
+            }
+            c.deadline = u64::MAX;
+            match c.phase {
+                Phase::Open => self.with_role(slot, |role, cx| role.on_timer(cx)),
+                _ => self.abort(slot),
+            }
+        }
+    }
+
+    fn on_wake(&mut self) {
+        while let Ok(msg) = self.waker.rx.try_recv() {
+            self.app.posted.push(msg);
+        }
+        self.app.wakes += 1;
+    }
+
+    /// Starts a graceful drain: every role finishes its current exchange and closes.
+    pub fn drain(&mut self, grace: Duration) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.drain_deadline = self.now_ms + grace.as_millis() as u64;
+        let slots: Vec<u32> = self.conns.iter().map(|(k, _)| k as u32).collect();
+        for slot in slots {
+            if matches!(self.conns.get(slot as usize), Some(c) if c.phase == Phase::Open) {
+                self.with_role(slot, |role, cx| role.on_drain(cx));
+            }
+        }
+        if self.conns.is_empty() {
+            self.stop = true;
+        }
+    }
+
+    fn on_control(&mut self, res: i32) {
+        if res < 0 {
+            return;
+        }
+        let mut buf = [0u8; lwsd_proto::MAX_MSG_SIZE];
+        loop {
+            let Some(fd) = self.control.as_ref() else {
+                return;
+            };
+            let mut fds = Vec::new();
+            let n = match lwsd_proto::recv(fd.as_fd(), &mut buf, &mut fds) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    // The supervisor is gone: nobody will hand us work or collect stats.
+                    self.control = None;
+                    self.stop = true;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log(1, &format!("control socket: {e}"));
+                    return;
+                }
+            };
+            match lwsd_proto::ToWorker::decode(&buf[..n]) {
+                Ok(lwsd_proto::ToWorker::NewConns(conns)) => {
+                    for (nc, fd) in conns.iter().zip(fds.drain(..)) {
+                        if self.draining {
+                            drop(fd);
+                        } else {
+                            self.adopt(fd, nc.listener);
+                        }
+                    }
+                }
+                Ok(lwsd_proto::ToWorker::Shutdown { grace_ms }) => {
+                    self.drain(Duration::from_millis(grace_ms as u64));
+                }
+                Ok(lwsd_proto::ToWorker::Bus(msg)) => self.app.bus_in.push(msg),
+                Err(e) => log(1, &format!("bad control message: {e}")),
+            }
+        }
+    }
+
+    fn send_stats(&mut self) {
+        let Some(fd) = self.control.as_ref() else {
+            return;
+        };
+        let s = &self.app.stats;
+        let stats = lwsd_proto::WorkerStats {
+            live_conns: self.conns.len() as u32,
+            accepted_total: s.accepted_total,
+            closed_total: s.closed_total,
+            http_requests_total: s.http_requests_total,
+            ws_conns: s.ws_conns,
+            ws_msgs_rx: s.ws_msgs_rx,
+            ws_msgs_tx: s.ws_msgs_tx,
+            ws_bytes_rx: s.ws_bytes_rx,
+            ws_bytes_tx: s.ws_bytes_tx,
+            loop_stall_ns: s.loop_stall_ns,
+            ..Default::default()
+        };
+        let mut buf = Vec::with_capacity(256);
+        if lwsd_proto::FromWorker::Stats(stats)
+            .encode(&mut buf)
+            .is_ok()
+        {
+            // Non-blocking: if the supervisor is slow the snapshot is simply skipped.
+            let _ = lwsd_proto::send(fd.as_fd(), &buf, &[]);
+        }
+    }
+}
+
+fn into_raw(fd: OwnedFd) -> i32 {
+    std::os::fd::IntoRawFd::into_raw_fd(fd)
+}
+
+fn owned(fd: i32) -> OwnedFd {
+    // SAFETY: `fd` came from `into_raw` of an OwnedFd when the connection was adopted and
+    // is closed exactly once, here, when the connection is freed.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn explain_uring_error(e: io::Error) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            "io_uring is not available: the kernel is older than 5.1 or built without CONFIG_IO_URING"
+        }
+        Some(libc::EPERM) => {
+            "io_uring is forbidden: a seccomp policy (container runtime) or the sysctl kernel.io_uring_disabled blocks it"
+        }
+        Some(libc::EINVAL) => {
+            "io_uring rejected the setup flags: lwsd needs Linux 6.1 or newer (single issuer, deferred task running)"
+        }
+        Some(libc::ENOMEM) => {
+            "io_uring could not allocate its rings: raise RLIMIT_MEMLOCK or free memory"
+        }
+        _ => "io_uring setup failed",
+    };
+    io::Error::new(e.kind(), format!("{why} ({e})"))
+}
+
+/// Logs a line to stderr if `level` is enabled in the lws-style bitfield.
+pub fn log(level: u32, msg: &str) {
+    if crate::log_enabled(level) {
+        let tag = match level {
+            1 => "E",
+            2 => "W",
+            4 => "N",
+            8 => "I",
+            _ => "D",
+        };
+        eprintln!("[lwsd {tag}] {msg}");
+    }
+}

@@ -1,0 +1,48 @@
+//! A worker process's life: pin to a core, set up the loop, greet the supervisor, serve
+//! until told to drain (or until the supervisor goes away).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::{Loop, LoopConfig, log};
+use crate::App;
+use crate::config::WorkerConfig;
+
+/// Runs worker `index` on the control socket `ctl` (the supervisor's SOCK_SEQPACKET end
+/// is the other side). Returns when the worker has drained, or with the error that
+/// stopped it (io_uring unavailable, a bad document root, ...).
+pub fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
+    crate::set_log_level(cfg.log_level);
+    pin_to_core(index);
+    nix::fcntl::fcntl(
+        &ctl,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )?;
+    let mut app = App::new(cfg, index);
+    let factory = crate::http::role_factory(&mut app)?;
+    let mut l = Loop::new(LoopConfig::default(), app, factory)?;
+    let mut hello = Vec::new();
+    lwsd_proto::FromWorker::Hello { index: index as u16, pid: std::process::id() }
+        .encode(&mut hello)
+        .map_err(|e| io::Error::other(format!("encode hello: {e:?}")))?;
+    lwsd_proto::send(ctl.as_fd(), &hello, &[])?;
+    l.set_control(ctl);
+    log(8, &format!("worker {index} (pid {}) serving", std::process::id()));
+    l.run()?;
+    log(8, &format!("worker {index} drained, exiting"));
+    Ok(())
+}
+
+/// Pins the calling thread to core `index % cores` (one worker per core, DESIGN.md 1).
+/// A failure (restricted cpuset) is logged and ignored: the worker still serves.
+fn pin_to_core(index: usize) {
+    match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => {
+            let id = ids[index % ids.len()];
+            if !core_affinity::set_for_current(id) {
+                log(2, &format!("worker {index}: could not pin to core {}", id.id));
+            }
+        }
+        _ => log(2, &format!("worker {index}: core list unavailable, not pinned")),
+    }
+}

@@ -1,0 +1,82 @@
+//! A vhost: its mounts, and which one answers a request path (lwsws `vhosts[].mounts[]`).
+//!
+//! Today a worker has one vhost with one mount at `/`: the document root given with
+//! `-r DIR`, or the embedded test-server demo when none is given. Mountpoints are
+//! matched on whole path segments, longest first, as lws does.
+
+use crate::config::WorkerConfig;
+use crate::mount::file::{FileMount, FileMountOptions};
+
+/// What serves a mountpoint.
+pub enum Origin {
+    /// `file://` (or the embedded demo).
+    File(FileMount),
+}
+
+pub struct Mount {
+    /// Without a trailing slash; "" for `/`.
+    pub mountpoint: String,
+    pub origin: Origin,
+}
+
+/// Where a request goes.
+pub enum Route<'a> {
+    /// A file mount and the request path relative to it (starting with `/`).
+    File(&'a mut FileMount, &'a [u8]),
+    /// No mount covers the path.
+    NotFound,
+}
+
+pub struct Vhost {
+    pub name: String,
+    mounts: Vec<Mount>,
+}
+
+/// Build time of the embedded demo files: their Last-Modified (a fixed value, so every
+/// worker and every restart give the same validators).
+const EMBEDDED_MTIME: u64 = 1_763_683_200; // 2025-11-21T00:00:00Z
+
+impl Vhost {
+    /// The default vhost of a command-line configuration.
+    pub fn from_config(cfg: &WorkerConfig) -> Result<Vhost, String> {
+        let opts = FileMountOptions::default();
+        let mount = match &cfg.resource_dir {
+            Some(dir) => FileMount::new(dir, opts)
+                .map_err(|e| format!("resource path (-r) {}: {e}", dir.display()))?,
+            None => FileMount::embedded(
+                crate::assets::DEMO_FILES,
+                EMBEDDED_MTIME,
+                FileMountOptions { index: "test.html".into(), ..opts },
+            )
+            .map_err(|e| format!("embedded demo: {e}"))?,
+        };
+        Ok(Vhost {
+            name: "localhost".into(),
+            mounts: vec![Mount { mountpoint: String::new(), origin: Origin::File(mount) }],
+        })
+    }
+
+    /// The mount for `path` (the request-target's path, still percent-encoded).
+    pub fn route<'a>(&'a mut self, path: &'a [u8]) -> Route<'a> {
+        let mut best: Option<usize> = None;
+        for (i, m) in self.mounts.iter().enumerate() {
+            let mp = m.mountpoint.as_bytes();
+            let covers = path.starts_with(mp)
+                && (path.len() == mp.len() || path.get(mp.len()) == Some(&b'/') || mp.is_empty());
+            if covers && best.is_none_or(|b| self.mounts[b].mountpoint.len() < mp.len()) {
+                best = Some(i);
+            }
+        }
+        match best {
+            Some(i) => {
+                let m = &mut self.mounts[i];
+                let rest = &path[m.mountpoint.len()..];
+                let rest: &[u8] = if rest.is_empty() { b"/" } else { rest };
+                match &mut m.origin {
+                    Origin::File(f) => Route::File(f, rest),
+                }
+            }
+            None => Route::NotFound,
+        }
+    }
+}
