@@ -133,8 +133,5 @@ fn take_ctl_fd(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// The worker's service loop (the only call into the worker crate's loop).
 fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
-    // Until lwsd_worker::service::run_worker lands on main: a stand-in.
-    double::run_worker(index, ctl, cfg)
+    lwsd_worker::service::run_worker(index, ctl, cfg)
 }
-
-mod double;
