@@ -283,7 +283,8 @@ mod tests {
         rejects(&["--metrics-addr", "9464"], "--metrics-addr");
         rejects(&["--ws-default", "a b"], "--ws-default");
         rejects(&["--ws-default", ""], "--ws-default");
-        rejects(&["-d", "-1"], "--debug-level");
+        rejects(&["-d", "lots"], "--debug-level");
+        rejects(&["--debug-level=-1"], "--debug-level");
         rejects(&["--grace", "86401"], "--grace");
         rejects(&["--keepalive-timeout", "0"], "--keepalive-timeout");
         rejects(&["--header-timeout", "0"], "--header-timeout");

@@ -27,6 +27,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
 use clap::Parser;
+use lwsd_worker::config::WorkerConfig;
 
 use crate::cli::Cli;
 use crate::log::{ERR, NOTICE};
@@ -102,7 +103,7 @@ fn worker_mode(cli: &Cli, index: Option<&str>) -> io::Result<()> {
     // (std's spawn resets the mask, this makes sure for any other launcher).
     ring::handled_signals().thread_unblock()?;
     let ctl = take_ctl_fd(fd)?;
-    lwsd_worker::service::run_worker(index, ctl, cli.worker_config())
+    run_worker(index, ctl, cli.worker_config())
 }
 
 /// Takes ownership of the inherited control socket after checking it is one.
@@ -128,4 +129,9 @@ fn take_ctl_fd(fd: RawFd) -> io::Result<OwnedFd> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
     Ok(ctl)
+}
+
+/// The worker's service loop (the only call into the worker crate's loop).
+fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
+    lwsd_worker::service::run_worker(index, ctl, cfg)
 }

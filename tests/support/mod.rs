@@ -1,23 +1,357 @@
-//! Shared helpers for the end-to-end tests: start the real `lwsd` binary on free ports,
-//! talk to it over raw sockets, find its workers, read its metrics, stop it.
 #![allow(dead_code)]
+//! Helpers for lwsd's end-to-end tests: start the real `lwsd` binary with arguments on
+//! free ports, wait until it answers, find its worker processes (and which of them holds
+//! a given client connection), read `/metrics`, speak minimal HTTP/1.1 over TCP or a
+//! unix socket, and stop it. Every wait is bounded in time.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test (built by cargo for this package's integration tests).
-pub const LWSD: &str = env!("CARGO_BIN_EXE_lwsd");
+/// How long a started server gets to answer its first request.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a stopped server gets to exit.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Read/write timeout of the helper clients, so a hung server fails a test, not hangs it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A port nobody listens on right now.
+/// The `lwsd` binary under test: the e2e tests are integration tests of the `lwsd`
+/// package, so cargo builds it and names it here.
+pub fn lwsd_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lwsd"))
+}
+
+/// A TCP port nobody listens on right now, on IPv4 and IPv6 (a dual-stack bind on
+/// `[::]` checks both; without IPv6, the IPv4 wildcard).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("[::]:0")
+        .or_else(|_| TcpListener::bind("0.0.0.0:0"))
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
         .port()
+}
+
+/// A running lwsd started by a test; killed (with its workers) when dropped.
+pub struct Lwsd {
+    pub child: Child,
+    /// The TCP port it listens on (`-p`).
+    pub port: u16,
+    /// The metrics endpoint's port, if enabled.
+    pub metrics_port: Option<u16>,
+}
+
+impl Lwsd {
+    /// Starts lwsd with `-p <free port> --metrics-addr 127.0.0.1:<free port>` followed by
+    /// `args` (which may add `-i`, `-U`, `-j`, ... but not `-p`/`--metrics-addr`), and
+    /// waits until a GET / on 127.0.0.1 (or the `-i` address) gets a response.
+    /// Output goes to the test's stderr when `LWSD_TEST_VERBOSE` is set.
+    pub fn start(args: &[&str]) -> Lwsd {
+        let port = free_port();
+        let metrics_port = free_port();
+        let l = Lwsd::start_raw(
+            &[
+                &["-p", &port.to_string()],
+                &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")],
+                args,
+            ]
+            .concat(),
+            port,
+            Some(metrics_port),
+        )
+        .expect("spawn lwsd");
+        let host = args
+            .iter()
+            .position(|a| *a == "-i" || *a == "--interface")
+            .and_then(|i| args.get(i + 1))
+            .map_or("127.0.0.1".to_owned(), |s| s.to_string());
+        l.wait_ready(&host);
+        l
+    }
+
+    /// Spawns lwsd with exactly `args`, without waiting (for tests of startup errors).
+    pub fn start_raw(args: &[&str], port: u16, metrics_port: Option<u16>) -> io::Result<Lwsd> {
+        let mut cmd = Command::new(lwsd_bin());
+        cmd.args(args).stdin(Stdio::null());
+        if std::env::var_os("LWSD_TEST_VERBOSE").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Ok(Lwsd {
+            child: cmd.spawn()?,
+            port,
+            metrics_port,
+        })
+    }
+
+    fn wait_ready(&self, host: &str) {
+        let ip: std::net::IpAddr = host.parse().unwrap_or([127, 0, 0, 1].into());
+        let addr = SocketAddr::new(ip, self.port);
+        let t = Instant::now();
+        while t.elapsed() < START_TIMEOUT {
+            if http_get_tcp(addr, "/").is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("lwsd did not answer on {addr} within {START_TIMEOUT:?}");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The worker processes (direct children of the supervisor).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        children(self.pid())
+    }
+
+    /// Waits until there are `n` workers and all differ from `old` (those that existed
+    /// before a kill); returns them, or `None` after `timeout`.
+    pub fn wait_workers(&self, n: usize, not: &[u32], timeout: Duration) -> Option<Vec<u32>> {
+        let t = Instant::now();
+        loop {
+            let w = self.worker_pids();
+            if w.len() == n && w.iter().all(|p| !not.contains(p)) {
+                return Some(w);
+            }
+            if t.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let port = self.metrics_port.expect("metrics enabled");
+        let (status, body) =
+            http_get_tcp(SocketAddr::from(([127, 0, 0, 1], port)), "/metrics").expect("scrape");
+        assert_eq!(status, 200);
+        String::from_utf8(body).expect("metrics are UTF-8")
+    }
+
+    /// Sends `sig` to the supervisor.
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.pid(), sig);
+    }
+
+    /// Waits (bounded) for the supervisor to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if t.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit status (panics if it does not exit in [`STOP_TIMEOUT`]).
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(STOP_TIMEOUT)
+            .expect("lwsd did not exit after SIGTERM")
+    }
+}
+
+impl Drop for Lwsd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            for w in self.worker_pids() {
+                signal(w, libc::SIGKILL);
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends a signal to a process (errors, e.g. it is already gone, are ignored).
+pub fn signal(pid: u32, sig: libc::c_int) {
+    let (Ok(pid), Ok(sig)) = (i32::try_from(pid), nix::sys::signal::Signal::try_from(sig)) else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Direct children of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// The value of environment variable `name` of process `pid` (e.g. a worker's
+/// `LWSD_WORKER_INDEX`).
+pub fn process_env(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|kv| {
+        let kv = std::str::from_utf8(kv).ok()?;
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// The value of one series in a Prometheus text exposition, e.g.
+/// `metric(&text, "lwsd_worker_restarts_total{worker=\"1\"}")`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Which of `pids` holds the server side of the TCP connection between `server_port`
+/// and the client's `client_port` (on loopback), by matching the socket inode from
+/// /proc/net/tcp{,6} against each process's open fds.
+pub fn pid_holding_tcp(server_port: u16, client_port: u16, pids: &[u32]) -> Option<u32> {
+    let want_local = format!(":{server_port:04X}");
+    let want_rem = format!(":{client_port:04X}");
+    let mut inodes = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[1].ends_with(&want_local) && cols[2].ends_with(&want_rem) {
+                inodes.push(format!("socket:[{}]", cols[9]));
+            }
+        }
+    }
+    pids.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            })
+    })
+}
+
+/// One `GET path` with `Connection: close` on a new TCP connection: (status, body).
+pub fn http_get_tcp(addr: SocketAddr, path: &str) -> io::Result<(u16, Vec<u8>)> {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut c = HttpConn::new(s);
+    c.get(path, false)
+}
+
+/// One `GET path` with `Connection: close` over a unix socket: (status, body).
+pub fn http_get_unix(path: &Path, target: &str) -> io::Result<(u16, Vec<u8>)> {
+    let s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut c = HttpConn::new(s);
+    c.get(target, false)
+}
+
+/// A minimal HTTP/1.1 client connection for keep-alive request loops (responses with
+/// `Content-Length`, or read to EOF when the server closes).
+pub struct HttpConn<S: Read + Write> {
+    r: BufReader<S>,
+}
+
+impl<S: Read + Write> HttpConn<S> {
+    pub fn new(s: S) -> Self {
+        HttpConn {
+            r: BufReader::new(s),
+        }
+    }
+
+    pub fn stream(&self) -> &S {
+        self.r.get_ref()
+    }
+
+    /// Sends `GET path` (keep-alive unless `keep_alive` is false) and reads the
+    /// response: (status, body). An error or EOF before a full response is an error.
+    pub fn get(&mut self, path: &str, keep_alive: bool) -> io::Result<(u16, Vec<u8>)> {
+        let conn = if keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: lwsd-test\r\n{conn}\r\n");
+        self.r.get_mut().write_all(req.as_bytes())?;
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let mut len = None;
+        loop {
+            line.clear();
+            if self.r.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+        let mut body = Vec::new();
+        match len {
+            Some(n) => {
+                body.resize(n, 0);
+                self.r.read_exact(&mut body)?;
+            }
+            None => {
+                self.r.read_to_end(&mut body)?;
+            }
+        }
+        Ok((status, body))
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux ABI lwsd targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+// ---- raw-socket helpers used by the HTTP tests ----
+
+impl Lwsd {
+    /// One request on a new connection; one response (see [`request`]).
+    pub fn request(&self, raw: &[u8]) -> Vec<u8> {
+        request(self.port, raw)
+    }
+
+    /// GET `path` with Connection: close; (status, head text, body).
+    pub fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let r = self.request(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        split_response(&r)
+    }
 }
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
@@ -41,132 +375,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A running lwsd.
-pub struct Lwsd {
-    pub child: Child,
-    pub port: u16,
-    pub metrics_port: u16,
-}
-
-impl Lwsd {
-    /// Starts lwsd on a free port (and a free metrics port) with extra `args`, and waits
-    /// until it answers.
-    pub fn start(args: &[&str]) -> Lwsd {
-        let port = free_port();
-        let metrics_port = free_port();
-        let metrics = format!("127.0.0.1:{metrics_port}");
-        let port_s = port.to_string();
-        let mut cmd = Command::new(LWSD);
-        cmd.args(["-p", &port_s, "-i", "127.0.0.1", "--metrics-addr", &metrics])
-            .args(args)
-            .stdin(Stdio::null());
-        if std::env::var_os("LWSD_TEST_VERBOSE").is_none() {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-        let child = cmd.spawn().expect("spawn lwsd");
-        let l = Lwsd {
-            child,
-            port,
-            metrics_port,
-        };
-        l.wait_ready();
-        l
-    }
-
-    fn wait_ready(&self) {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .is_ok()
-                {
-                    let mut b = [0u8; 12];
-                    if s.read_exact(&mut b).is_ok() && b.starts_with(b"HTTP/1.1") {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("lwsd did not answer on port {}", self.port);
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The worker processes (children of the supervisor).
-    pub fn worker_pids(&self) -> Vec<u32> {
-        children(self.pid())
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit.
-    pub fn terminate(mut self) -> ExitStatus {
-        signal(self.pid(), Signal::SIGTERM);
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "lwsd did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// One request on a new connection; the whole response (read to EOF).
-    pub fn request(&self, raw: &[u8]) -> Vec<u8> {
-        request(self.port, raw)
-    }
-
-    /// GET `path` with Connection: close; (status, headers, body).
-    pub fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
-        let r = self.request(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        );
-        split_response(&r)
-    }
-
-    /// The metrics endpoint's text.
-    pub fn metrics(&self) -> String {
-        let r = request(
-            self.metrics_port,
-            b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
-        );
-        String::from_utf8_lossy(&split_response(&r).2).into_owned()
-    }
-}
-
-impl Drop for Lwsd {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            for w in self.worker_pids() {
-                signal(w, Signal::SIGKILL);
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-pub use nix::sys::signal::Signal;
-
-pub fn signal(pid: u32, sig: Signal) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
-}
-
-/// Direct children of `pid`.
-pub fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect()
 }
 
 /// Resident set size of `pid` in bytes.
