@@ -156,6 +156,7 @@ impl Cli {
             resource_dir: self.resource_path.clone(),
             ws_default: self.ws_default.clone(),
             log_level: self.debug_level,
+            workers: self.worker_count(),
             ..WorkerConfig::default()
         };
         if let Some(s) = self.keepalive_timeout {

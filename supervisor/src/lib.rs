@@ -27,18 +27,34 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
 use clap::Parser;
-use lwsd_worker::config::WorkerConfig;
+use lwsd_worker::api::Plugin;
 
 use crate::cli::Cli;
 use crate::log::{ERR, NOTICE};
 
-/// The `lwsd` program: supervisor, or worker when started by one. Exit status: 0 after
-/// a clean stop, 1 when the server cannot start or fails, 2 for a bad command line.
+/// The `lwsd` program with the built-in protocols (lws-echo, dumb-increment-protocol,
+/// lws-mirror-protocol, lws-server-status, protocol-post-demo).
 pub fn run() -> ExitCode {
+    run_with(lwsd_worker::plugins::builtin())
+}
+
+/// The `lwsd` program serving `plugins`: an application embeds lwsd by calling this
+/// from its own `main` with its protocols. Supervisor, or worker when started by one
+/// (workers re-execute the same binary, so the same plugins exist in every worker).
+/// Exit status: 0 after a clean stop, 1 when the server cannot start or fails, 2 for a
+/// bad command line.
+pub fn run_with(plugins: Vec<Plugin>) -> ExitCode {
     let cli = Cli::parse(); // exits 2 with a one-line error on bad flags
     log::set_level(cli.debug_level);
+    if let Some(d) = &cli.ws_default
+        && !plugins.iter().any(|p| p.name == d.as_str())
+    {
+        let names: Vec<&str> = plugins.iter().map(|p| p.name).collect();
+        eprintln!("lwsd: --ws-default {d}: no such protocol (have: {})", names.join(", "));
+        return ExitCode::from(2);
+    }
     if let Some(index) = std::env::var_os(spawn::ENV_WORKER_INDEX) {
-        return match worker_mode(&cli, index.to_str()) {
+        return match worker_mode(&cli, index.to_str(), &plugins) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 log!(ERR, "worker: {e}");
@@ -88,7 +104,7 @@ fn supervise(cli: &Cli) -> io::Result<()> {
 }
 
 /// Worker mode: the environment names our index and control socket.
-fn worker_mode(cli: &Cli, index: Option<&str>) -> io::Result<()> {
+fn worker_mode(cli: &Cli, index: Option<&str>, plugins: &[Plugin]) -> io::Result<()> {
     let bad = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
     let index: usize = index
         .and_then(|s| s.parse().ok())
@@ -103,7 +119,7 @@ fn worker_mode(cli: &Cli, index: Option<&str>) -> io::Result<()> {
     // (std's spawn resets the mask, this makes sure for any other launcher).
     ring::handled_signals().thread_unblock()?;
     let ctl = take_ctl_fd(fd)?;
-    run_worker(index, ctl, cli.worker_config())
+    lwsd_worker::service::run_worker(index, ctl, cli.worker_config(), plugins)
 }
 
 /// Takes ownership of the inherited control socket after checking it is one.
@@ -129,9 +145,4 @@ fn take_ctl_fd(fd: RawFd) -> io::Result<OwnedFd> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
     Ok(ctl)
-}
-
-/// The worker's service loop (the only call into the worker crate's loop).
-fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
-    lwsd_worker::service::run_worker(index, ctl, cfg)
 }

@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     pub ws_default: Option<String>,
     /// Log verbosity bitfield, as lws' `-d` (1 err, 2 warn, 4 notice, 8 info, ...).
     pub log_level: u32,
+    /// How many workers the supervisor runs (status protocols report it).
+    pub workers: usize,
+    /// Per-protocol options (lws pvos): protocol name -> option -> value.
+    pub protocol_options: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for WorkerConfig {
@@ -46,6 +50,15 @@ impl Default for WorkerConfig {
             keepalive_timeout: Duration::from_secs(60),
             ws_default: None,
             log_level: 7,
+            workers: 1,
+            protocol_options: Default::default(),
         }
+    }
+}
+
+impl WorkerConfig {
+    /// The WebSocket limits and timers every connection gets.
+    pub fn ws_config(&self) -> crate::roles::ws::conn::WsConfig {
+        crate::roles::ws::conn::WsConfig::default()
     }
 }

@@ -20,6 +20,10 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::App;
+use crate::api::{HttpAnswer, HttpRequest, HttpResponse, Vhost as PluginVhost};
+use crate::roles::ws::conn::WsConn;
+use crate::roles::ws::handshake;
+use crate::ws::WsRole;
 use crate::mount::file::{FileBody, FileRequest, FileResponse};
 use crate::roles::h1::{
     self, CONTINUE_100, Event, H1Server, Hdr, Method, RequestHeadRef, ResponseBody, ResponseHead,
@@ -98,12 +102,29 @@ struct Streaming {
     remaining: u64,
 }
 
+/// A request body being delivered to a protocol.
+struct CallbackBody {
+    proto: u16,
+    kind: CallbackKind,
+    version: Version,
+    keep_alive: bool,
+}
+
+enum CallbackKind {
+    /// The body goes to `http_body`; the answer comes from `http_body_completion`.
+    Read(Box<dyn std::any::Any>),
+    /// The protocol answered at the head; the body is dropped, then this is sent.
+    Ready(HttpResponse),
+}
+
 /// One HTTP/1.1 connection.
 pub struct HttpConn {
     h1: H1Server,
     streaming: Option<Box<Streaming>>,
     /// A request whose body is being read (and dropped); answered at its end.
     deferred: Option<Box<h1::RequestHead<Bytes>>>,
+    /// A request whose body goes to a protocol's `http_body` (a `callback://` mount).
+    callback: Option<Box<CallbackBody>>,
     /// When the first byte of the current (incomplete) request head arrived.
     head_started: Option<u64>,
     /// No more requests: close once the queued answers are sent.
@@ -116,6 +137,7 @@ impl HttpConn {
             h1: H1Server::new(h1::H1Limits::default()),
             streaming: None,
             deferred: None,
+            callback: None,
             head_started: None,
             closing: false,
         }
@@ -139,6 +161,12 @@ impl HttpConn {
     /// bodies yet), so a malformed body still gets its 400 and the connection stays
     /// usable. Returns the flow when the connection must close.
     fn on_head(&mut self, cx: &mut Cx<'_>, head: &RequestHeadRef<'_>) -> Option<Flow> {
+        let http = cx.app.http.as_mut().expect("http state");
+        if let Route::Callback(name, path) = http.vhost.route(head.path()) {
+            let path = path.to_vec();
+            let proto = cx.app.protocols.index(name);
+            return self.callback_head(cx, head, proto, &path);
+        }
         if head.body.has_body() {
             let small = match head.body {
                 h1::BodyKind::Length(n) => n <= DISCARD_MAX,
@@ -188,6 +216,11 @@ impl HttpConn {
                 self.write_file_response(http, cx.out, head.version, keep_alive, now_unix, resp);
                 status
             }
+            (_, Route::Callback(..)) => {
+                // Reached only for a deferred request; callback routes are taken at the head.
+                self.status_page(cx, head.version, head_only, 500, false, &[]);
+                500
+            }
             (Method::Get | Method::Head, Route::NotFound) => {
                 self.status_page(cx, head.version, head_only, 404, keep_alive, &[]);
                 404
@@ -218,6 +251,149 @@ impl HttpConn {
             return Some(Flow::CloseAfterFlush { linger: !reusable });
         }
         None
+    }
+
+    /// A request on a `callback://` mount: the protocol answers, possibly after reading
+    /// the body through `http_body`.
+    fn callback_head(
+        &mut self,
+        cx: &mut Cx<'_>,
+        head: &RequestHeadRef<'_>,
+        proto: Option<u16>,
+        path: &[u8],
+    ) -> Option<Flow> {
+        let keep_alive = head.keep_alive && !cx.draining;
+        let Some(proto) = proto else {
+            self.status_page(cx, head.version, head.method == Method::Head, 404, keep_alive, &[]);
+            count_status(cx.app, 404);
+            return None;
+        };
+        let method = std::str::from_utf8(head.method_raw()).unwrap_or("");
+        let req = HttpRequest {
+            method,
+            path,
+            query: head.query(),
+            content_type: head.get(Hdr::ContentType),
+            content_length: match head.body {
+                h1::BodyKind::Length(n) => Some(n),
+                _ => None,
+            },
+        };
+        let app = &mut *cx.app;
+        let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) else { return None };
+        let mut vh = PluginVhost { shared: &mut app.plugin, protocol: proto };
+        match p.http(&mut vh, &req) {
+            HttpAnswer::Respond(resp) => {
+                if head.body.has_body() {
+                    // Answer after the (dropped) body, so the connection stays in sync.
+                    self.callback = Some(Box::new(CallbackBody {
+                        proto,
+                        kind: CallbackKind::Ready(resp),
+                        version: head.version,
+                        keep_alive,
+                    }));
+                    if head.expect_continue {
+                        cx.out.push(Bytes::from_static(CONTINUE_100));
+                    }
+                    return None;
+                }
+                self.write_callback_response(cx, head.version, keep_alive, head.method == Method::Head, resp)
+            }
+            HttpAnswer::ReadBody(session) => {
+                if head.expect_continue {
+                    cx.out.push(Bytes::from_static(CONTINUE_100));
+                }
+                if !head.body.has_body() {
+                    // No body at all: complete at once.
+                    let app = &mut *cx.app;
+                    let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) else { return None };
+                    let mut vh = PluginVhost { shared: &mut app.plugin, protocol: proto };
+                    let resp = p.http_body_completion(&mut vh, session);
+                    return self.write_callback_response(cx, head.version, keep_alive, false, resp);
+                }
+                self.callback = Some(Box::new(CallbackBody {
+                    proto,
+                    kind: CallbackKind::Read(session),
+                    version: head.version,
+                    keep_alive,
+                }));
+                None
+            }
+        }
+    }
+
+    fn write_callback_response(
+        &mut self,
+        cx: &mut Cx<'_>,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        resp: HttpResponse,
+    ) -> Option<Flow> {
+        let now_unix = cx.app.now_unix;
+        let http = cx.app.http.as_mut().expect("http state");
+        let date = *http.date.get(now_unix);
+        let server = http.server.clone();
+        let headers: [(&[u8], &[u8]); 1] = [(b"Content-Type", resp.content_type.as_bytes())];
+        let buf = http.head_buf();
+        h1::write_response_head(
+            buf,
+            &ResponseHead {
+                status: resp.status,
+                reason: None,
+                version,
+                keep_alive,
+                body: ResponseBody::Length(resp.body.len() as u64),
+                date: &date,
+                server: &server,
+                headers: &headers,
+            },
+        );
+        cx.out.push(buf.split().freeze());
+        if !head_only {
+            cx.out.push(resp.body);
+        }
+        count_status(cx.app, resp.status);
+        if !keep_alive {
+            self.closing = true;
+            self.h1.close();
+            return Some(Flow::CloseAfterFlush { linger: false });
+        }
+        None
+    }
+
+    /// An `Upgrade: websocket` request (RFC 6455 4.2): answer 101 and hand the
+    /// connection to the WebSocket role with the protocol the handshake chose.
+    fn upgrade_websocket(&mut self, cx: &mut Cx<'_>, head: &RequestHeadRef<'_>) -> Option<Flow> {
+        if cx.app.protocols.names().is_empty() {
+            // No WebSocket protocols here: an ordinary request (RFC 9110 7.8 lets a
+            // server ignore Upgrade).
+            return self.on_head(cx, head);
+        }
+        let protos = &cx.app.protocols;
+        let default = protos.default.map(|i| protos.names[i as usize]);
+        let minor = if head.version == Version::Http11 { 1 } else { 0 };
+        match handshake::server_accept(head.method_raw(), minor, head.headers(), protos.names(), default) {
+            Ok(acc) => {
+                // A client naming no protocol gets the default, else the first one (lws
+                // binds such a client to the vhost's first protocol).
+                let proto = acc.protocol.and_then(|n| protos.index(n)).unwrap_or(0);
+                let resp = handshake::server_response_head(&acc.accept_key, acc.response_protocol(), None);
+                cx.out.push(Bytes::from(resp));
+                count_status(cx.app, 101);
+                let cfg = cx.app.config.ws_config();
+                let ws = WsConn::server(cfg, cx.now_ms);
+                self.closing = true; // this role is done with the connection
+                Some(Flow::Upgrade(Box::new(WsRole::new(ws, proto))))
+            }
+            Err(e) => {
+                cx.out.push(Bytes::from(e.response()));
+                count_status(cx.app, e.status);
+                self.closing = true;
+                self.h1.close();
+                Some(Flow::CloseAfterFlush { linger: true })
+            }
+        }
     }
 
     fn status_page(
@@ -383,13 +559,47 @@ impl Role for HttpConn {
             match f.event {
                 Event::Head(head) => {
                     self.head_started = None;
-                    if let Some(fl) = self.on_head(cx, &head) {
+                    let fl = if head.upgrade == Some(h1::Upgrade::WebSocket) {
+                        self.upgrade_websocket(cx, &head)
+                    } else {
+                        self.on_head(cx, &head)
+                    };
+                    if let Some(fl) = fl {
                         flow = fl;
                         break;
                     }
                 }
-                Event::Body(_) => {}
+                Event::Body(chunk) => {
+                    if let Some(cb) = self.callback.as_mut()
+                        && let CallbackKind::Read(session) = &mut cb.kind
+                    {
+                        let app = &mut *cx.app;
+                        if let Some(Some(p)) = app.protocols.list.get_mut(cb.proto as usize) {
+                            let mut vh = PluginVhost { shared: &mut app.plugin, protocol: cb.proto };
+                            if p.http_body(&mut vh, session.as_mut(), chunk).is_err() {
+                                self.callback = None;
+                                flow = Flow::Abort;
+                                break;
+                            }
+                        }
+                    }
+                }
                 Event::BodyEnd => {
+                    if let Some(cb) = self.callback.take() {
+                        let app = &mut *cx.app;
+                        let resp = match (cb.kind, app.protocols.list.get_mut(cb.proto as usize)) {
+                            (CallbackKind::Ready(r), _) => r,
+                            (CallbackKind::Read(session), Some(Some(p))) => {
+                                let mut vh = PluginVhost { shared: &mut app.plugin, protocol: cb.proto };
+                                p.http_body_completion(&mut vh, session)
+                            }
+                            _ => HttpResponse { status: 500, content_type: "text/plain", body: Bytes::new() },
+                        };
+                        if let Some(fl) = self.write_callback_response(cx, cb.version, cb.keep_alive, false, resp) {
+                            flow = fl;
+                            break;
+                        }
+                    }
                     if let Some(head) = self.deferred.take()
                         && let Some(fl) = self.answer(cx, &head, true)
                     {

@@ -5,13 +5,16 @@
 //! - [`mount`]: what a URL maps to (files today; redirect, callback, cgi, proxy later).
 //! - [`service`]: the only module that does I/O: the io_uring loop.
 
+pub mod api;
 pub mod assets;
 pub mod config;
 pub mod http;
 pub mod mount;
+pub mod plugins;
 pub mod roles;
 pub mod service;
 pub mod vhost;
+pub mod ws;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -37,8 +40,6 @@ pub struct App {
     pub stats: service::Stats,
     /// Generation of each slab slot's next occupant (see `service::token`).
     pub(crate) generations: Vec<u32>,
-    /// Messages other threads posted through a [`ServiceHandle`], not yet taken.
-    pub posted: Vec<Posted>,
     /// How often the loop was woken through its eventfd.
     pub wakes: u64,
     /// Bus publications relayed by the supervisor, not yet delivered.
@@ -48,20 +49,42 @@ pub struct App {
     pub now_unix: u64,
     /// HTTP state (vhost, mounts, Date cache), set up by [`http::role_factory`].
     pub http: Option<http::HttpShared>,
+    /// The vhost's protocols (plugin instances).
+    pub protocols: api::Protocols,
+    /// What the plugin API reaches: queued actions, bus, timers, posted messages.
+    pub plugin: api::PluginShared,
+    /// Sequence number of this worker's next bus publication.
+    pub bus_seq: u64,
 }
 
 impl App {
+    /// Instantiates `plugins` as the vhost's protocols (with `--ws-default`).
+    pub fn install_protocols(&mut self, plugins: &[api::Plugin]) -> Result<(), String> {
+        let workers = self.config.workers.max(1);
+        self.protocols = api::Protocols::new(
+            plugins,
+            &self.config.protocol_options,
+            self.config.ws_default.as_deref(),
+            self.index,
+            workers,
+        )?;
+        self.plugin = api::PluginShared::new(self.index, workers);
+        Ok(())
+    }
+
     pub fn new(config: config::WorkerConfig, index: usize) -> App {
         App {
             config,
             index,
             stats: service::Stats::default(),
             generations: Vec::new(),
-            posted: Vec::new(),
             wakes: 0,
             bus_in: Vec::new(),
             now_unix: unix_now(),
             http: None,
+            protocols: api::Protocols::empty(),
+            plugin: api::PluginShared::new(index, 1),
+            bus_seq: 0,
         }
     }
 }

@@ -11,6 +11,8 @@ use crate::mount::file::{FileMount, FileMountOptions};
 pub enum Origin {
     /// `file://` (or the embedded demo).
     File(FileMount),
+    /// `callback://PROTOCOL`: the protocol's HTTP callbacks answer.
+    Callback(String),
 }
 
 pub struct Mount {
@@ -23,6 +25,8 @@ pub struct Mount {
 pub enum Route<'a> {
     /// A file mount and the request path relative to it (starting with `/`).
     File(&'a mut FileMount, &'a [u8]),
+    /// A protocol's HTTP callbacks (by protocol name) and the relative path.
+    Callback(&'a str, &'a [u8]),
     /// No mount covers the path.
     NotFound,
 }
@@ -80,6 +84,7 @@ impl Vhost {
                 let rest: &[u8] = if rest.is_empty() { b"/" } else { rest };
                 match &mut m.origin {
                     Origin::File(f) => Route::File(f, rest),
+                    Origin::Callback(p) => Route::Callback(p, rest),
                 }
             }
             None => Route::NotFound,

@@ -21,6 +21,14 @@ pub struct OutQueue {
     bytes: usize,
 }
 
+impl Extend<Bytes> for OutQueue {
+    fn extend<I: IntoIterator<Item = Bytes>>(&mut self, iter: I) {
+        for b in iter {
+            self.push(b);
+        }
+    }
+}
+
 impl OutQueue {
     /// Queues `b` (empty chunks are dropped: they would only cost an iovec).
     #[inline]
@@ -115,6 +123,8 @@ pub struct Conn {
     pub cancel_inflight: bool,
     /// Already in the loop's to-flush list this pass.
     pub dirty: bool,
+    /// Already in the loop's writeable queue.
+    pub in_wq: bool,
     /// Reading is stopped by the role (rx flow control) or by a full reassembly buffer.
     pub rx_paused: bool,
     /// The peer sent EOF.

@@ -25,6 +25,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+pub use crate::api::ConnAction;
+use crate::api::ConnId;
 use slab::Slab;
 
 use self::bufring::BufRing;
@@ -66,11 +69,32 @@ pub trait Role {
     fn on_peer_eof(&mut self, _cx: &mut Cx<'_>) -> Flow {
         Flow::CloseAfterFlush { linger: false }
     }
-    /// False while the role does not want more input (it is streaming a response, or
-    /// its output is backed up): the loop then buffers a little and stops reading.
+    /// False while the role does not want more input (it is streaming a response, its
+    /// output is backed up, or a protocol turned rx flow control off): the loop stops
+    /// reading the socket, so TCP backpressure reaches the peer.
     fn wants_input(&self) -> bool {
         true
     }
+    /// The role asked for a `writeable` callback.
+    fn wants_writeable(&self) -> bool {
+        false
+    }
+    /// Ask for a `writeable` callback (callback_on_writable_all_protocol).
+    fn request_writeable(&mut self) {}
+    /// The protocol this connection speaks (WebSocket roles).
+    fn protocol(&self) -> Option<u16> {
+        None
+    }
+    /// The connection can write: no send is in flight.
+    fn on_writeable(&mut self, _cx: &mut Cx<'_>) -> Flow {
+        Flow::Continue
+    }
+    /// Another connection's callback asked something of this one.
+    fn on_action(&mut self, _cx: &mut Cx<'_>, _action: ConnAction) -> Flow {
+        Flow::Continue
+    }
+    /// The connection is gone (its fd is closed).
+    fn on_closed(&mut self, _app: &mut crate::App, _id: ConnId) {}
 }
 
 /// Worker-wide counters, sent to the supervisor as a snapshot.
@@ -94,6 +118,8 @@ pub const STALL_THRESHOLD: Duration = Duration::from_millis(20);
 
 /// What a role sees of its connection and of the worker during a callback.
 pub struct Cx<'a> {
+    /// The connection's identity.
+    pub id: ConnId,
     /// The connection's pending output.
     pub out: &'a mut OutQueue,
     /// Per-worker state shared by all connections (mounts, config, stats, ...).
@@ -151,6 +177,8 @@ pub struct Loop {
     cqes: Vec<(u64, i32, u32)>,
     dirty: Vec<u32>,
     rearm: Vec<u32>,
+    /// Connections whose role asked for a `writeable` callback.
+    wq: Vec<u32>,
     start: Instant,
     now_ms: u64,
     cfg: LoopConfig,
@@ -197,6 +225,7 @@ impl Loop {
             cqes: Vec::with_capacity(1024),
             dirty: Vec::new(),
             rearm: Vec::new(),
+            wq: Vec::new(),
             start: Instant::now(),
             now_ms: 0,
             cfg,
@@ -210,6 +239,7 @@ impl Loop {
             next_stats: 0,
             handle,
         };
+        l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
         Ok(l)
     }
@@ -302,6 +332,7 @@ impl Loop {
             send_inflight: false,
             cancel_inflight: false,
             dirty: false,
+            in_wq: false,
             rx_paused: false,
             peer_eof: false,
             out: OutQueue::default(),
@@ -342,9 +373,16 @@ impl Loop {
     /// One pass: flush output, wait for completions (at most until the next timer, or
     /// `max_wait`), handle them, fire due timers.
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        for slot in std::mem::take(&mut self.rearm) {
+            self.arm_recv(slot);
+        }
         self.flush();
         let now = self.clock();
-        let mut wait_ms = self.timers.next().map(|t| t.saturating_sub(now));
+        let next = match (self.timers.next(), self.app.plugin.next_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wait_ms = next.map(|t| t.saturating_sub(now));
         if self.control.is_some() {
             let s = self.next_stats.saturating_sub(now);
             wait_ms = Some(wait_ms.map_or(s, |w| w.min(s)));
@@ -387,10 +425,8 @@ impl Loop {
         cqes.append(&mut self.cqes);
         self.cqes = cqes;
         self.bufs.publish();
-        for slot in std::mem::take(&mut self.rearm) {
-            self.arm_recv(slot);
-        }
         self.fire_timers();
+        self.plugin_pass();
         if self.control.is_some() && self.now_ms >= self.next_stats {
             self.send_stats();
             self.next_stats = self.now_ms + 250;
@@ -512,6 +548,7 @@ impl Loop {
         }
         let mut deadline = c.deadline;
         let mut cx = Cx {
+            id: ConnId { slot, generation: c.generation },
             out: &mut c.out,
             app: &mut self.app,
             now_ms: self.now_ms,
@@ -539,6 +576,7 @@ impl Loop {
             let mut rx = std::mem::take(&mut c.rx);
             let mut deadline = c.deadline;
             let mut cx = Cx {
+                id: ConnId { slot, generation: c.generation },
                 out: &mut c.out,
                 app: &mut self.app,
                 now_ms: self.now_ms,
@@ -569,7 +607,9 @@ impl Loop {
         if c.phase != Phase::Open {
             return;
         }
-        let over = c.rx.len() >= self.cfg.rx_max;
+        // Stop reading when the role does not want input (rx flow control, a response
+        // streaming) or too much is pending unconsumed.
+        let over = c.rx.len() >= self.cfg.rx_max || !c.role.wants_input();
         if over && !c.rx_paused {
             c.rx_paused = true;
             if c.recv_armed && !c.cancel_inflight {
@@ -607,12 +647,15 @@ impl Loop {
             self.mark_dirty(slot);
             return;
         }
-        match c.phase {
+        let phase = c.phase;
+        self.note_writeable(slot);
+        match phase {
             Phase::Open => {
                 let flow = self.with_role_flow(slot, |role, cx| role.on_sent(cx));
                 self.apply(slot, flow);
                 // The role may have resumed: feed what waited.
                 self.feed_pending(slot);
+                self.check_rx_limit(slot);
             }
             Phase::Flushing { linger } => {
                 // The role may still be streaming the last response's body.
@@ -636,6 +679,7 @@ impl Loop {
         let c = &mut self.conns[slot as usize];
         let mut deadline = c.deadline;
         let mut cx = Cx {
+            id: ConnId { slot, generation: c.generation },
             out: &mut c.out,
             app: &mut self.app,
             now_ms: self.now_ms,
@@ -647,6 +691,8 @@ impl Loop {
         if !self.conns[slot as usize].out.is_empty() {
             self.mark_dirty(slot);
         }
+        self.note_writeable(slot);
+        self.check_rx_limit(slot);
         flow
     }
 
@@ -661,7 +707,18 @@ impl Loop {
         if !self.conns[slot as usize].out.is_empty() {
             self.mark_dirty(slot);
         }
+        self.note_writeable(slot);
+        self.check_rx_limit(slot);
         self.apply(slot, flow);
+    }
+
+    /// Queues the connection for a `writeable` callback if its role asked for one.
+    fn note_writeable(&mut self, slot: u32) {
+        let Some(c) = self.conns.get_mut(slot as usize) else { return };
+        if !c.in_wq && c.phase == Phase::Open && c.role.wants_writeable() {
+            c.in_wq = true;
+            self.wq.push(slot);
+        }
     }
 
     fn set_deadline(&mut self, slot: u32, deadline: u64) {
@@ -779,9 +836,10 @@ impl Loop {
         if c.phase != Phase::Closing || c.ops_in_flight() {
             return;
         }
-        let c = self.conns.remove(slot as usize);
+        let mut c = self.conns.remove(slot as usize);
         // No op refers to the fd any more: closing it cannot race the kernel.
         drop(owned(c.fd));
+        c.role.on_closed(&mut self.app, ConnId { slot, generation: c.generation });
         let g = &mut self.app.generations;
         if g.len() <= slot as usize {
             g.resize(slot as usize + 1, 0);
@@ -817,9 +875,146 @@ impl Loop {
 
     fn on_wake(&mut self) {
         while let Ok(msg) = self.waker.rx.try_recv() {
-            self.app.posted.push(msg);
+            self.app.plugin.posted.push(msg);
         }
         self.app.wakes += 1;
+        // lws' LWS_CALLBACK_EVENT_WAIT_CANCELLED, to every protocol.
+        self.for_each_protocol(|p, vh| p.event_wait_cancelled(vh));
+    }
+
+    fn for_each_protocol(&mut self, mut f: impl FnMut(&mut dyn crate::api::DynProtocol, &mut crate::api::Vhost<'_>)) {
+        let app = &mut self.app;
+        for (i, p) in app.protocols.list.iter_mut().enumerate() {
+            if let Some(p) = p.as_mut() {
+                let mut vh = crate::api::Vhost { shared: &mut app.plugin, protocol: i as u16 };
+                f(p.as_mut(), &mut vh);
+            }
+        }
+    }
+
+    /// The plugin API's end-of-pass work: actions queued by callbacks on other
+    /// connections, `callback_on_writable_all_protocol`, writeable callbacks, bus
+    /// publications, protocol timers. Callbacks may queue more work; bounded rounds.
+    fn plugin_pass(&mut self) {
+        self.app.plugin.now_ms = self.now_ms;
+        self.app.plugin.now_unix = self.app.now_unix;
+        self.refresh_figures();
+        while let Some(std::cmp::Reverse((at, proto, id))) = self.app.plugin.timers.peek().copied() {
+            if at > self.now_ms {
+                break;
+            }
+            self.app.plugin.timers.pop();
+            let app = &mut self.app;
+            if let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) {
+                let mut vh = crate::api::Vhost { shared: &mut app.plugin, protocol: proto };
+                p.timer(&mut vh, id);
+            }
+        }
+        for bus in std::mem::take(&mut self.app.bus_in) {
+            self.deliver_bus(bus);
+        }
+        for _round in 0..16 {
+            let actions = std::mem::take(&mut self.app.plugin.actions);
+            let all = std::mem::take(&mut self.app.plugin.writable_all);
+            let wq = std::mem::take(&mut self.wq);
+            if actions.is_empty() && all.is_empty() && wq.is_empty() {
+                break;
+            }
+            for (id, a) in actions {
+                if self.live_id(id) {
+                    self.with_role(id.slot, |role, cx| role.on_action(cx, a));
+                    if matches!(a, ConnAction::RxFlow(true)) {
+                        self.check_rx_limit(id.slot);
+                        self.feed_pending(id.slot);
+                    } else {
+                        self.check_rx_limit(id.slot);
+                    }
+                }
+            }
+            if !all.is_empty() {
+                let slots: Vec<u32> = self
+                    .conns
+                    .iter_mut()
+                    .filter(|(_, c)| c.phase == Phase::Open && c.role.protocol().is_some_and(|p| all.contains(&p)))
+                    .map(|(k, c)| {
+                        c.role.request_writeable();
+                        k as u32
+                    })
+                    .collect();
+                for slot in slots {
+                    self.note_writeable(slot);
+                }
+            }
+            for slot in wq {
+                let Some(c) = self.conns.get_mut(slot as usize) else { continue };
+                c.in_wq = false;
+                if c.phase != Phase::Open || !c.role.wants_writeable() {
+                    continue;
+                }
+                if c.send_inflight {
+                    // Writeable once the send completes (on_send notes it again).
+                    continue;
+                }
+                self.with_role(slot, |role, cx| role.on_writeable(cx));
+                // Input held back until this answer was written can go on now.
+                self.feed_pending(slot);
+            }
+        }
+        self.publish_bus();
+    }
+
+    fn live_id(&self, id: ConnId) -> bool {
+        matches!(self.conns.get(id.slot as usize), Some(c) if c.generation == id.generation && c.phase == Phase::Open)
+    }
+
+    fn refresh_figures(&mut self) {
+        let s = &self.app.stats;
+        self.app.plugin.snapshot = crate::api::WorkerFigures {
+            index: self.app.index,
+            pid: std::process::id(),
+            conns: self.conns.len() as u32,
+            ws_conns: s.ws_conns,
+            accepted: s.accepted_total,
+            requests: s.http_requests_total.iter().sum(),
+            ws_msgs_rx: s.ws_msgs_rx,
+            ws_msgs_tx: s.ws_msgs_tx,
+        };
+    }
+
+    /// Sends this pass's bus publications to the supervisor, which relays them to every
+    /// worker (this one included). Without a supervisor they loop back here.
+    fn publish_bus(&mut self) {
+        let out = std::mem::take(&mut self.app.plugin.bus_out);
+        for (proto, payload) in out {
+            let channel = self.app.protocols.names.get(proto as usize).copied().unwrap_or("").to_string();
+            let msg = lwsd_proto::BusMessage {
+                channel,
+                origin: self.app.index as u16,
+                seq: self.app.bus_seq,
+                payload,
+            };
+            self.app.bus_seq += 1;
+            match &self.control {
+                Some(fd) => {
+                    let mut buf = Vec::with_capacity(msg.payload.len() + 96);
+                    if lwsd_proto::FromWorker::Bus(msg).encode(&mut buf).is_ok()
+                        && let Err(e) = lwsd_proto::send(fd.as_fd(), &buf, &[])
+                    {
+                        log(2, &format!("bus publish dropped: {e}"));
+                    }
+                }
+                None => self.app.bus_in.push(msg),
+            }
+        }
+    }
+
+    fn deliver_bus(&mut self, msg: lwsd_proto::BusMessage) {
+        let Some(i) = self.app.protocols.index(&msg.channel) else { return };
+        let app = &mut self.app;
+        if let Some(Some(p)) = app.protocols.list.get_mut(i as usize) {
+            let mut vh = crate::api::Vhost { shared: &mut app.plugin, protocol: i };
+            p.bus(&mut vh, msg.origin as usize, &msg.payload);
+        }
     }
 
     /// Starts a graceful drain: every role finishes its current exchange and closes.

@@ -11,7 +11,12 @@ use crate::config::WorkerConfig;
 /// Runs worker `index` on the control socket `ctl` (the supervisor's SOCK_SEQPACKET end
 /// is the other side). Returns when the worker has drained, or with the error that
 /// stopped it (io_uring unavailable, a bad document root, ...).
-pub fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<()> {
+pub fn run_worker(
+    index: usize,
+    ctl: OwnedFd,
+    cfg: WorkerConfig,
+    plugins: &[crate::api::Plugin],
+) -> io::Result<()> {
     crate::set_log_level(cfg.log_level);
     pin_to_core(index);
     nix::fcntl::fcntl(
@@ -19,6 +24,7 @@ pub fn run_worker(index: usize, ctl: OwnedFd, cfg: WorkerConfig) -> io::Result<(
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )?;
     let mut app = App::new(cfg, index);
+    app.install_protocols(plugins).map_err(io::Error::other)?;
     let factory = crate::http::role_factory(&mut app)?;
     let mut l = Loop::new(LoopConfig::default(), app, factory)?;
     let mut hello = Vec::new();

@@ -1,0 +1,597 @@
+//! The plugin API: libwebsockets' protocols and callbacks, in Rust (DESIGN.md section 5).
+//!
+//! | libwebsockets | lwsd |
+//! | --- | --- |
+//! | `struct lws_protocols` + callback switch | [`Protocol`]: one method per callback reason |
+//! | per-session data (pss) | [`Protocol::Session`], owned by the connection |
+//! | `lws_callback_on_writable(wsi)` | [`Conn::callback_on_writable`], [`Vhost::callback_on_writable`] |
+//! | `lws_callback_on_writable_all_protocol` | [`Vhost::callback_on_writable_all_protocol`] |
+//! | `lws_write()` once per WRITEABLE | [`Conn::write`] inside [`Protocol::writeable`]; a second is [`WriteError::AlreadyWrote`] |
+//! | `lws_rx_flow_control()` | [`Conn::rx_flow_control`], [`Vhost::rx_flow_control`] |
+//! | `lws_is_final_fragment`, `lws_remaining_packet_payload` | [`FrameInfo`] |
+//! | `lws_cancel_service()` + EVENT_WAIT_CANCELLED | [`crate::ServiceHandle`] + [`Protocol::event_wait_cancelled`] |
+//! | pvo (per-vhost options) | [`PluginInit::options`], given when the vhost creates the protocol |
+//! | `lws_timed_callback_vh_protocol` | [`Vhost::set_timer`] + [`Protocol::timer`] |
+//!
+//! Every callback runs on the worker's service thread; nothing here is `Send`. A
+//! callback returns `Err(Close)` to close its connection (lws' `return -1`). Actions on
+//! *other* connections ([`Vhost::callback_on_writable`], [`Vhost::rx_flow_control`]) are
+//! queued and applied by the loop right after the callback returns.
+//!
+//! Cross-worker traffic goes over the bus: [`Vhost::publish`] reaches
+//! [`Protocol::bus`] of the same protocol on every worker, this one included, in order
+//! per publisher.
+
+use std::any::Any;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use crate::roles::ws::frame::{DataKind, SharedFrame};
+use crate::roles::ws::conn::WsConn;
+use crate::service::ServiceHandle;
+use crate::service::conn::OutQueue;
+
+/// A connection's identity, stable for its life and never reused while it lives (slot
+/// plus generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+/// Close a connection, with a WebSocket close code (RFC 6455 7.4) and a reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Close {
+    /// 1000: a normal close.
+    pub const NORMAL: Close = Close { code: 1000, reason: "" };
+    /// 1008: the peer sent something the protocol does not accept.
+    pub const POLICY: Close = Close { code: 1008, reason: "policy violation" };
+    /// 1011: the server hit an unexpected condition.
+    pub const INTERNAL: Close = Close { code: 1011, reason: "internal error" };
+
+    pub const fn new(code: u16, reason: &'static str) -> Close {
+        Close { code, reason }
+    }
+}
+
+/// A callback's verdict.
+pub type CbResult = Result<(), Close>;
+
+/// What a piece of received data is (lws' `lws_is_first_fragment`,
+/// `lws_is_final_fragment`, `lws_frame_is_binary`, `lws_remaining_packet_payload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// The first piece of a message.
+    pub first: bool,
+    /// The last piece of a message.
+    pub last: bool,
+    pub binary: bool,
+    /// Bytes of the current frame still to come.
+    pub remaining: u64,
+}
+
+/// Why a write was refused. Each is API misuse, not a peer fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// `write` outside [`Protocol::writeable`]: ask with `callback_on_writable` first.
+    NotWriteable,
+    /// A second `write` in one `writeable` callback (lws allows exactly one).
+    AlreadyWrote,
+    /// The connection is closing; nothing more is sent.
+    Closing,
+    /// A fragment sequence was broken (continuation without a start, a new message
+    /// before the last ended) or a control frame was too big.
+    Framing,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriteError::NotWriteable => "write outside the writeable callback",
+            WriteError::AlreadyWrote => "second write in one writeable callback",
+            WriteError::Closing => "connection is closing",
+            WriteError::Framing => "broken fragment sequence",
+        })
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// What a write sends (lws' `LWS_WRITE_TEXT`, `LWS_WRITE_BINARY`, `LWS_WRITE_CONTINUATION`
+/// with or without `LWS_WRITE_NO_FIN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    Text,
+    Binary,
+    /// The next fragment of the message opened by an earlier non-final write.
+    Continuation,
+}
+
+/// Actions a callback asks for on a connection, applied by the loop afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnAction {
+    Writeable,
+    RxFlow(bool),
+    Close(Close),
+}
+
+/// Worker-wide state the plugin API reaches: queued actions, bus, timers.
+pub struct PluginShared {
+    pub(crate) worker: usize,
+    pub(crate) workers: usize,
+    pub(crate) now_ms: u64,
+    pub(crate) now_unix: u64,
+    pub(crate) actions: Vec<(ConnId, ConnAction)>,
+    pub(crate) writable_all: Vec<u16>,
+    /// (channel, payload) to publish on the bus.
+    pub(crate) bus_out: Vec<(u16, Vec<u8>)>,
+    pub(crate) timers: BinaryHeap<Reverse<(u64, u16, u64)>>,
+    /// Messages other threads posted through a [`ServiceHandle`], not yet taken.
+    pub posted: Vec<crate::Posted>,
+    pub(crate) handle: Option<ServiceHandle>,
+    /// Figures for lws-server-status (this worker's).
+    pub(crate) snapshot: WorkerFigures,
+}
+
+/// One worker's figures, as a status protocol shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerFigures {
+    pub index: usize,
+    pub pid: u32,
+    pub conns: u32,
+    pub ws_conns: u32,
+    pub accepted: u64,
+    pub requests: u64,
+    pub ws_msgs_rx: u64,
+    pub ws_msgs_tx: u64,
+}
+
+impl PluginShared {
+    pub(crate) fn new(worker: usize, workers: usize) -> PluginShared {
+        PluginShared {
+            worker,
+            workers,
+            now_ms: 0,
+            now_unix: 0,
+            actions: Vec::new(),
+            writable_all: Vec::new(),
+            bus_out: Vec::new(),
+            timers: BinaryHeap::new(),
+            posted: Vec::new(),
+            handle: None,
+            snapshot: WorkerFigures::default(),
+        }
+    }
+
+    pub(crate) fn next_timer(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+}
+
+/// The vhost as a protocol's callbacks see it (lws' `vhost` + `protocol` pair).
+pub struct Vhost<'a> {
+    pub(crate) shared: &'a mut PluginShared,
+    pub(crate) protocol: u16,
+}
+
+impl Vhost<'_> {
+    /// This worker's index (0-based) and the number of workers.
+    pub fn worker(&self) -> (usize, usize) {
+        (self.shared.worker, self.shared.workers)
+    }
+
+    /// The loop's clock in milliseconds (monotonic; read once per loop pass).
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms
+    }
+
+    /// Wall-clock seconds since the Unix epoch.
+    pub fn now_unix(&self) -> u64 {
+        self.shared.now_unix
+    }
+
+    /// Every connection of this protocol on this vhost (this worker) gets a
+    /// `writeable` callback as soon as it can write.
+    pub fn callback_on_writable_all_protocol(&mut self) {
+        if !self.shared.writable_all.contains(&self.protocol) {
+            self.shared.writable_all.push(self.protocol);
+        }
+    }
+
+    /// `id` gets a `writeable` callback as soon as it can write.
+    pub fn callback_on_writable(&mut self, id: ConnId) {
+        self.shared.actions.push((id, ConnAction::Writeable));
+    }
+
+    /// Stops (`false`) or resumes (`true`) reading from `id`. While stopped nothing is
+    /// read from its socket, so TCP backpressure reaches the sender.
+    pub fn rx_flow_control(&mut self, id: ConnId, enable: bool) {
+        self.shared.actions.push((id, ConnAction::RxFlow(enable)));
+    }
+
+    /// Closes `id` (a WebSocket close handshake with `close`'s code).
+    pub fn close(&mut self, id: ConnId, close: Close) {
+        self.shared.actions.push((id, ConnAction::Close(close)));
+    }
+
+    /// Publishes `payload` to this protocol on every worker, this one included
+    /// ([`Protocol::bus`]), in order. At most [`lwsd_proto::MAX_BUS_PAYLOAD`] bytes.
+    pub fn publish(&mut self, payload: &[u8]) -> Result<(), BusTooBig> {
+        if payload.len() > lwsd_proto::MAX_BUS_PAYLOAD {
+            return Err(BusTooBig(payload.len()));
+        }
+        self.shared.bus_out.push((self.protocol, payload.to_vec()));
+        Ok(())
+    }
+
+    /// Calls [`Protocol::timer`] with `id` after `after` (lws_sul).
+    pub fn set_timer(&mut self, after: Duration, id: u64) {
+        let at = self.shared.now_ms + after.as_millis() as u64;
+        self.shared.timers.push(Reverse((at, self.protocol, id)));
+    }
+
+    /// A handle other threads use to post messages to this worker and wake it.
+    pub fn service_handle(&self) -> Option<ServiceHandle> {
+        self.shared.handle.clone()
+    }
+
+    /// Takes every message of type `T` posted through a [`ServiceHandle`] so far.
+    pub fn take_posted<T: Any>(&mut self) -> Vec<T> {
+        let mut out = Vec::new();
+        let mut rest = Vec::with_capacity(self.shared.posted.len());
+        for m in self.shared.posted.drain(..) {
+            match m.downcast::<T>() {
+                Ok(t) => out.push(*t),
+                Err(m) => rest.push(m),
+            }
+        }
+        self.shared.posted = rest;
+        out
+    }
+
+    /// This worker's current figures (for status protocols).
+    pub fn figures(&self) -> WorkerFigures {
+        self.shared.snapshot
+    }
+}
+
+/// A bus payload over [`lwsd_proto::MAX_BUS_PAYLOAD`] bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusTooBig(pub usize);
+
+/// A connection's per-callback state (flags the loop reads afterwards).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ConnFlags {
+    pub want_writeable: bool,
+    pub rx_disabled: bool,
+    pub in_writeable: bool,
+    pub wrote: bool,
+    pub close: Option<Close>,
+}
+
+/// A WebSocket connection as its protocol's callbacks see it (lws' `wsi`).
+pub struct Conn<'a> {
+    pub(crate) id: ConnId,
+    /// Present inside `writeable` only: the only place a write is allowed.
+    pub(crate) ws: Option<&'a mut WsConn>,
+    pub(crate) out: &'a mut OutQueue,
+    pub(crate) flags: &'a mut ConnFlags,
+    pub(crate) vhost: Vhost<'a>,
+}
+
+impl<'a> Conn<'a> {
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The vhost (to reach other connections, the bus, timers).
+    pub fn vhost(&mut self) -> &mut Vhost<'a> {
+        &mut self.vhost
+    }
+
+    /// Asks for a `writeable` callback as soon as this connection can write (no send in
+    /// flight).
+    pub fn callback_on_writable(&mut self) {
+        self.flags.want_writeable = true;
+    }
+
+    /// Stops (`false`) or resumes (`true`) reading: while stopped, nothing is read from
+    /// the socket and TCP backpressure reaches the peer.
+    pub fn rx_flow_control(&mut self, enable: bool) {
+        self.flags.rx_disabled = !enable;
+    }
+
+    /// Starts the close handshake with `close`'s code after this callback.
+    pub fn close(&mut self, close: Close) {
+        self.flags.close = Some(close);
+    }
+
+    /// Bytes queued on this connection and not yet sent.
+    pub fn send_buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Sends one frame: the whole message, or (with `fin` false / [`WriteKind::Continuation`])
+    /// a fragment of one. Only inside `writeable`, once.
+    pub fn write(&mut self, kind: WriteKind, fin: bool, data: Bytes) -> Result<(), WriteError> {
+        let (dk, cont) = match kind {
+            WriteKind::Text => (DataKind::Text, false),
+            WriteKind::Binary => (DataKind::Binary, false),
+            WriteKind::Continuation => (DataKind::Binary, true),
+        };
+        self.with_writer(|ws| ws.send_frame(dk, cont, fin, data))
+    }
+
+    /// Sends a whole message encoded once for many connections (a broadcast: the bytes
+    /// are shared, not copied). Only inside `writeable`, once.
+    pub fn write_shared(&mut self, frame: &SharedFrame) -> Result<(), WriteError> {
+        self.with_writer(|ws| ws.send_shared(frame))
+    }
+
+    fn with_writer(
+        &mut self,
+        f: impl FnOnce(&mut WsConn) -> Result<(), crate::roles::ws::UsageError>,
+    ) -> Result<(), WriteError> {
+        if self.flags.wrote {
+            return Err(WriteError::AlreadyWrote);
+        }
+        let Some(ws) = self.ws.as_deref_mut() else {
+            return Err(WriteError::NotWriteable);
+        };
+        f(ws).map_err(map_usage)?;
+        ws.drain_output(self.out);
+        self.flags.wrote = true;
+        Ok(())
+    }
+}
+
+fn map_usage(e: crate::roles::ws::UsageError) -> WriteError {
+    use crate::roles::ws::UsageError as U;
+    match e {
+        U::Closing => WriteError::Closing,
+        _ => WriteError::Framing,
+    }
+}
+
+/// An HTTP request routed to a protocol (lwsws `callback://` mounts).
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// The path relative to the mountpoint, still percent-encoded.
+    pub path: &'a [u8],
+    pub query: Option<&'a [u8]>,
+    pub content_type: Option<&'a [u8]>,
+    pub content_length: Option<u64>,
+}
+
+/// A complete HTTP response from a protocol.
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// What a protocol does with an HTTP request.
+pub enum HttpAnswer<S> {
+    /// Answer now (the request body, if any, is read and dropped).
+    Respond(HttpResponse),
+    /// Read the body into [`Protocol::http_body`] with this session, then answer from
+    /// [`Protocol::http_body_completion`].
+    ReadBody(S),
+}
+
+/// A protocol: what a WebSocket subprotocol (and optionally an HTTP callback mount) does.
+pub trait Protocol: 'static {
+    /// Per-connection state (lws' per-session data).
+    type Session: 'static;
+
+    /// A WebSocket connection chose this protocol and completed its handshake
+    /// (LWS_CALLBACK_ESTABLISHED). Returns its session, or a close.
+    fn established(&mut self, conn: &mut Conn<'_>) -> Result<Self::Session, Close>;
+
+    /// Data arrived (LWS_CALLBACK_RECEIVE), possibly a piece of a message: see `frame`.
+    fn receive(
+        &mut self,
+        _conn: &mut Conn<'_>,
+        _session: &mut Self::Session,
+        _data: &[u8],
+        _frame: FrameInfo,
+    ) -> CbResult {
+        Ok(())
+    }
+
+    /// The connection can take one write (LWS_CALLBACK_SERVER_WRITEABLE).
+    fn writeable(&mut self, _conn: &mut Conn<'_>, _session: &mut Self::Session) -> CbResult {
+        Ok(())
+    }
+
+    /// The connection is gone (LWS_CALLBACK_CLOSED); the session is handed back.
+    fn closed(&mut self, _vhost: &mut Vhost<'_>, _id: ConnId, _session: Self::Session) {}
+
+    /// Another thread called `cancel_service()` or `post()` (LWS_CALLBACK_EVENT_WAIT_CANCELLED).
+    fn event_wait_cancelled(&mut self, _vhost: &mut Vhost<'_>) {}
+
+    /// A timer set with [`Vhost::set_timer`] is due.
+    fn timer(&mut self, _vhost: &mut Vhost<'_>, _id: u64) {}
+
+    /// A bus publication of this protocol (from any worker, `origin`).
+    fn bus(&mut self, _vhost: &mut Vhost<'_>, _origin: usize, _payload: &[u8]) {}
+
+    /// An HTTP request on a `callback://` mount of this protocol (LWS_CALLBACK_HTTP).
+    fn http(&mut self, _vhost: &mut Vhost<'_>, _req: &HttpRequest<'_>) -> HttpAnswer<Self::Session> {
+        HttpAnswer::Respond(HttpResponse {
+            status: 404,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from_static(b"not found\n"),
+        })
+    }
+
+    /// A piece of the request body (LWS_CALLBACK_HTTP_BODY).
+    fn http_body(&mut self, _vhost: &mut Vhost<'_>, _session: &mut Self::Session, _chunk: &[u8]) -> CbResult {
+        Ok(())
+    }
+
+    /// The body is complete (LWS_CALLBACK_HTTP_BODY_COMPLETION): the answer.
+    fn http_body_completion(&mut self, _vhost: &mut Vhost<'_>, _session: Self::Session) -> HttpResponse {
+        HttpResponse { status: 200, content_type: "text/plain; charset=utf-8", body: Bytes::new() }
+    }
+
+    /// The vhost is going away (LWS_CALLBACK_PROTOCOL_DESTROY).
+    fn destroy(&mut self, _vhost: &mut Vhost<'_>) {}
+}
+
+/// The type-erased form of a [`Protocol`] the worker stores.
+pub trait DynProtocol {
+    fn established(&mut self, conn: &mut Conn<'_>) -> Result<Box<dyn Any>, Close>;
+    fn receive(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any, data: &[u8], f: FrameInfo) -> CbResult;
+    fn writeable(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any) -> CbResult;
+    fn closed(&mut self, vh: &mut Vhost<'_>, id: ConnId, s: Box<dyn Any>);
+    fn event_wait_cancelled(&mut self, vh: &mut Vhost<'_>);
+    fn timer(&mut self, vh: &mut Vhost<'_>, id: u64);
+    fn bus(&mut self, vh: &mut Vhost<'_>, origin: usize, payload: &[u8]);
+    fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>>;
+    fn http_body(&mut self, vh: &mut Vhost<'_>, s: &mut dyn Any, chunk: &[u8]) -> CbResult;
+    fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse;
+    fn destroy(&mut self, vh: &mut Vhost<'_>);
+}
+
+impl<P: Protocol> DynProtocol for P {
+    fn established(&mut self, conn: &mut Conn<'_>) -> Result<Box<dyn Any>, Close> {
+        Protocol::established(self, conn).map(|s| Box::new(s) as Box<dyn Any>)
+    }
+    fn receive(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any, data: &[u8], f: FrameInfo) -> CbResult {
+        match s.downcast_mut::<P::Session>() {
+            Some(s) => Protocol::receive(self, conn, s, data, f),
+            None => Err(Close::INTERNAL),
+        }
+    }
+    fn writeable(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any) -> CbResult {
+        match s.downcast_mut::<P::Session>() {
+            Some(s) => Protocol::writeable(self, conn, s),
+            None => Err(Close::INTERNAL),
+        }
+    }
+    fn closed(&mut self, vh: &mut Vhost<'_>, id: ConnId, s: Box<dyn Any>) {
+        if let Ok(s) = s.downcast::<P::Session>() {
+            Protocol::closed(self, vh, id, *s);
+        }
+    }
+    fn event_wait_cancelled(&mut self, vh: &mut Vhost<'_>) {
+        Protocol::event_wait_cancelled(self, vh)
+    }
+    fn timer(&mut self, vh: &mut Vhost<'_>, id: u64) {
+        Protocol::timer(self, vh, id)
+    }
+    fn bus(&mut self, vh: &mut Vhost<'_>, origin: usize, payload: &[u8]) {
+        Protocol::bus(self, vh, origin, payload)
+    }
+    fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>> {
+        match Protocol::http(self, vh, req) {
+            HttpAnswer::Respond(r) => HttpAnswer::Respond(r),
+            HttpAnswer::ReadBody(s) => HttpAnswer::ReadBody(Box::new(s)),
+        }
+    }
+    fn http_body(&mut self, vh: &mut Vhost<'_>, s: &mut dyn Any, chunk: &[u8]) -> CbResult {
+        match s.downcast_mut::<P::Session>() {
+            Some(s) => Protocol::http_body(self, vh, s, chunk),
+            None => Err(Close::INTERNAL),
+        }
+    }
+    fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse {
+        match s.downcast::<P::Session>() {
+            Ok(s) => Protocol::http_body_completion(self, vh, *s),
+            Err(_) => HttpResponse { status: 500, content_type: "text/plain", body: Bytes::new() },
+        }
+    }
+    fn destroy(&mut self, vh: &mut Vhost<'_>) {
+        Protocol::destroy(self, vh)
+    }
+}
+
+/// What a protocol is created from when a vhost starts (LWS_CALLBACK_PROTOCOL_INIT).
+pub struct PluginInit<'a> {
+    /// The protocol's per-vhost options (lwsws `ws-protocols` pvos).
+    pub options: &'a BTreeMap<String, String>,
+    /// This worker's index and the number of workers.
+    pub worker: usize,
+    pub workers: usize,
+}
+
+/// A protocol compiled into the binary, registered by name.
+pub struct Plugin {
+    pub name: &'static str,
+    pub create: Box<dyn Fn(&PluginInit<'_>) -> Result<Box<dyn DynProtocol>, String> + Send + Sync>,
+}
+
+impl Plugin {
+    /// Registers protocol `P` under `name`, built by `create` for each vhost.
+    pub fn new<P: Protocol>(
+        name: &'static str,
+        create: impl Fn(&PluginInit<'_>) -> Result<P, String> + Send + Sync + 'static,
+    ) -> Plugin {
+        Plugin {
+            name,
+            create: Box::new(move |init| create(init).map(|p| Box::new(p) as Box<dyn DynProtocol>)),
+        }
+    }
+}
+
+/// The protocols of the (one, for now) vhost of a worker.
+pub struct Protocols {
+    pub(crate) names: Vec<&'static str>,
+    pub(crate) list: Vec<Option<Box<dyn DynProtocol>>>,
+    /// Index of the protocol a WebSocket client that names none gets.
+    pub(crate) default: Option<u16>,
+}
+
+impl Protocols {
+    /// No protocols (HTTP only).
+    pub fn empty() -> Protocols {
+        Protocols { names: Vec::new(), list: Vec::new(), default: None }
+    }
+
+    /// Instantiates every plugin for a vhost.
+    pub fn new(
+        plugins: &[Plugin],
+        options: &BTreeMap<String, BTreeMap<String, String>>,
+        default: Option<&str>,
+        worker: usize,
+        workers: usize,
+    ) -> Result<Protocols, String> {
+        let empty = BTreeMap::new();
+        let mut names = Vec::new();
+        let mut list = Vec::new();
+        for p in plugins {
+            let init = PluginInit { options: options.get(p.name).unwrap_or(&empty), worker, workers };
+            let inst = (p.create)(&init).map_err(|e| format!("protocol {}: {e}", p.name))?;
+            names.push(p.name);
+            list.push(Some(inst));
+        }
+        let default = match default {
+            Some(d) => Some(
+                names
+                    .iter()
+                    .position(|n| *n == d)
+                    .ok_or_else(|| format!("--ws-default {d}: no such protocol (have: {})", names.join(", ")))?
+                    as u16,
+            ),
+            None => None,
+        };
+        Ok(Protocols { names, list, default })
+    }
+
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    pub fn index(&self, name: &str) -> Option<u16> {
+        self.names.iter().position(|n| *n == name).map(|i| i as u16)
+    }
+}

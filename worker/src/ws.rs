@@ -1,0 +1,252 @@
+//! The WebSocket server role: the sans-IO [`WsConn`] state machine joined to the
+//! protocol the handshake chose, driven by the service loop.
+//!
+//! Received data goes to [`Protocol::receive`] as it arrives (pieces of messages with
+//! [`FrameInfo`], lws style). Writes happen only in [`Protocol::writeable`], called by the
+//! loop when the protocol asked for it and no send is in flight. `rx_flow_control(false)`
+//! stops consuming input: the loop then stops reading the socket. Control-frame answers
+//! (pongs, the close reply) are queued as they arise; if the peer does not read them and
+//! more than [`OUT_HIGH_WATER`] bytes wait, input is not consumed until they drain, so a
+//! ping flood cannot grow memory.
+//!
+//! [`Protocol::receive`]: crate::api::Protocol::receive
+//! [`Protocol::writeable`]: crate::api::Protocol::writeable
+
+use std::any::Any;
+
+use crate::App;
+use crate::api::{Close, Conn, ConnAction, ConnFlags, ConnId, FrameInfo, Vhost};
+use crate::roles::ws::conn::{Action, Event, WsConn, WsState};
+use crate::service::{Cx, Flow, Role};
+
+/// Queued output above which a WebSocket connection stops consuming input until it
+/// drains (control-frame replies to a peer that does not read).
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// One WebSocket connection bound to its protocol.
+pub struct WsRole {
+    ws: WsConn,
+    proto: u16,
+    session: Option<Box<dyn Any>>,
+    flags: ConnFlags,
+    /// `established` ran (the session exists).
+    established: bool,
+}
+
+impl WsRole {
+    pub fn new(ws: WsConn, proto: u16) -> WsRole {
+        WsRole { ws, proto, session: None, flags: ConnFlags::default(), established: false }
+    }
+
+    /// Runs `f` with the protocol instance, a [`Conn`] handle and the session.
+    fn callback<R>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        writeable: bool,
+        f: impl FnOnce(&mut dyn crate::api::DynProtocol, &mut Conn<'_>, &mut dyn Any) -> R,
+    ) -> Option<R> {
+        let app = &mut *cx.app;
+        let proto = app.protocols.list.get_mut(self.proto as usize)?.as_mut()?;
+        let session = self.session.as_mut()?;
+        self.flags.in_writeable = writeable;
+        self.flags.wrote = false;
+        let mut conn = Conn {
+            id: cx.id,
+            ws: if writeable { Some(&mut self.ws) } else { None },
+            out: cx.out,
+            flags: &mut self.flags,
+            vhost: Vhost { shared: &mut app.plugin, protocol: self.proto },
+        };
+        let r = f(proto.as_mut(), &mut conn, session.as_mut());
+        self.flags.in_writeable = false;
+        Some(r)
+    }
+
+    fn establish(&mut self, cx: &mut Cx<'_>) -> Option<Flow> {
+        self.established = true;
+        let app = &mut *cx.app;
+        let Some(proto) = app.protocols.list.get_mut(self.proto as usize).and_then(|p| p.as_mut())
+        else {
+            return Some(self.fail(cx, Close::INTERNAL));
+        };
+        let mut conn = Conn {
+            id: cx.id,
+            ws: None,
+            out: cx.out,
+            flags: &mut self.flags,
+            vhost: Vhost { shared: &mut app.plugin, protocol: self.proto },
+        };
+        match proto.established(&mut conn) {
+            Ok(s) => {
+                self.session = Some(s);
+                cx.app.stats.ws_conns += 1;
+                None
+            }
+            Err(c) => Some(self.fail(cx, c)),
+        }
+    }
+
+    /// Starts the close handshake with `c` (or, if it is already under way, waits).
+    fn fail(&mut self, cx: &mut Cx<'_>, c: Close) -> Flow {
+        let _ = self.ws.close(c.code, c.reason, cx.now_ms);
+        self.ws.drain_output(cx.out);
+        self.after(cx)
+    }
+
+    /// After any event: apply a requested close, move output, set the timer, and say
+    /// whether the connection is finished.
+    fn after(&mut self, cx: &mut Cx<'_>) -> Flow {
+        if let Some(c) = self.flags.close.take() {
+            let _ = self.ws.close(c.code, c.reason, cx.now_ms);
+        }
+        self.ws.drain_output(cx.out);
+        *cx.deadline = self.ws.next_deadline().unwrap_or(u64::MAX);
+        if self.ws.state() == WsState::Closed {
+            // The closing handshake is over (or the peer failed it): the server closes
+            // the TCP connection first (RFC 6455 7.1.1).
+            return Flow::CloseAfterFlush { linger: false };
+        }
+        Flow::Continue
+    }
+}
+
+impl Role for WsRole {
+    fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
+        if !self.established
+            && let Some(flow) = self.establish(cx)
+        {
+            return (data.len(), flow);
+        }
+        let mut pos = 0;
+        while pos < data.len() && self.wants_input() && cx.out.len() < OUT_HIGH_WATER {
+            let prog = match self.ws.process(&mut data[pos..], cx.now_ms) {
+                Ok(p) => p,
+                Err(_) => {
+                    // A protocol error: the close frame (1002/1007/1009) is queued and the
+                    // state is Closed. Nothing more is read.
+                    self.ws.drain_output(cx.out);
+                    return (data.len(), Flow::CloseAfterFlush { linger: true });
+                }
+            };
+            pos += prog.consumed;
+            let chunk = match prog.event {
+                None => break,
+                Some(Event::Data(c)) => c,
+                Some(Event::Pong(_)) | Some(Event::Close(_)) => continue,
+                Some(Event::Blocked) => break,
+            };
+            let info = FrameInfo {
+                first: chunk.first,
+                last: chunk.last,
+                binary: chunk.binary,
+                remaining: chunk.remaining,
+            };
+            let payload = chunk.payload;
+            cx.app.stats.ws_bytes_rx += payload.len() as u64;
+            if info.last {
+                cx.app.stats.ws_msgs_rx += 1;
+            }
+            // The chunk borrows `self.ws`: the callback gets no writer (writes belong in
+            // `writeable`), which is what lets the payload stay in place, unmasked.
+            let app = &mut *cx.app;
+            let (Some(proto), Some(session)) = (
+                app.protocols.list.get_mut(self.proto as usize).and_then(|p| p.as_mut()),
+                self.session.as_mut(),
+            ) else {
+                break;
+            };
+            let mut conn = Conn {
+                id: cx.id,
+                ws: None,
+                out: cx.out,
+                flags: &mut self.flags,
+                vhost: Vhost { shared: &mut app.plugin, protocol: self.proto },
+            };
+            if let Err(c) = proto.receive(&mut conn, session.as_mut(), payload, info) {
+                self.flags.close = Some(c);
+            }
+            if self.flags.close.is_some() {
+                break;
+            }
+            if info.last && self.flags.want_writeable {
+                // Let the protocol answer this message before the next is read: its
+                // answer then precedes anything a later frame causes (a close on a
+                // protocol error, say). The loop feeds the rest after `writeable`.
+                break;
+            }
+        }
+        let flow = self.after(cx);
+        if matches!(flow, Flow::CloseAfterFlush { .. }) {
+            return (data.len(), flow);
+        }
+        (pos, flow)
+    }
+
+    fn on_sent(&mut self, cx: &mut Cx<'_>) -> Flow {
+        self.after(cx)
+    }
+
+    fn on_timer(&mut self, cx: &mut Cx<'_>) -> Flow {
+        match self.ws.on_timer(cx.now_ms) {
+            Action::Hangup => Flow::Abort,
+            Action::Write | Action::Idle => self.after(cx),
+        }
+    }
+
+    fn on_drain(&mut self, cx: &mut Cx<'_>) -> Flow {
+        // 1001: the server is going away (RFC 6455 7.4.1).
+        self.fail(cx, Close::new(1001, "server shutting down"))
+    }
+
+    fn on_peer_eof(&mut self, _cx: &mut Cx<'_>) -> Flow {
+        // A TCP close without a close frame: 1006 for the protocol (nothing to send).
+        Flow::Abort
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.flags.rx_disabled
+    }
+
+    fn wants_writeable(&self) -> bool {
+        self.flags.want_writeable && self.ws.state() == WsState::Open
+    }
+
+    fn request_writeable(&mut self) {
+        self.flags.want_writeable = true;
+    }
+
+    fn protocol(&self) -> Option<u16> {
+        Some(self.proto)
+    }
+
+    fn on_writeable(&mut self, cx: &mut Cx<'_>) -> Flow {
+        self.flags.want_writeable = false;
+        let r = self.callback(cx, true, |p, conn, s| p.writeable(conn, s));
+        if self.flags.wrote {
+            cx.app.stats.ws_msgs_tx += 1;
+        }
+        if let Some(Err(c)) = r {
+            self.flags.close = Some(c);
+        }
+        self.after(cx)
+    }
+
+    fn on_action(&mut self, cx: &mut Cx<'_>, action: ConnAction) -> Flow {
+        match action {
+            ConnAction::Writeable => self.flags.want_writeable = true,
+            ConnAction::RxFlow(enable) => self.flags.rx_disabled = !enable,
+            ConnAction::Close(c) => self.flags.close = Some(c),
+        }
+        self.after(cx)
+    }
+
+    fn on_closed(&mut self, app: &mut App, id: ConnId) {
+        if let Some(session) = self.session.take() {
+            app.stats.ws_conns = app.stats.ws_conns.saturating_sub(1);
+            if let Some(proto) = app.protocols.list.get_mut(self.proto as usize).and_then(|p| p.as_mut()) {
+                let mut vh = Vhost { shared: &mut app.plugin, protocol: self.proto };
+                proto.closed(&mut vh, id, session);
+            }
+        }
+    }
+}
