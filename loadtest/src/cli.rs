@@ -311,25 +311,19 @@ fn run_ws(
     let elapsed_s = clock.now_ns() as f64 / 1e9;
     let stopped = shared.stopped_at_ns.load(Relaxed);
     let dur_ns = c.duration.as_nanos() as u64;
-    let (window_ns, expected) = match traffic {
-        Traffic::Fanout { .. } => {
-            let start = shared.send_start_ns.load(Relaxed);
-            let end = if stopped > 0 {
-                (start + dur_ns).min(stopped)
-            } else {
-                start + dur_ns
-            };
-            let window = if start == 0 { 0 } else { end - start };
-            (window, Some(stats.msgs_sent * stats.established))
-        }
-        _ => (
-            if stopped > 0 {
-                stopped.min(dur_ns)
-            } else {
-                dur_ns
-            },
-            None,
+    // Rates are over the traffic phase: from the start (fanout: from the first send)
+    // to when it ended (duration, message count or signal), at most the duration.
+    let (start, expected) = match traffic {
+        Traffic::Fanout { .. } => (
+            shared.send_start_ns.load(Relaxed),
+            Some(stats.msgs_sent * stats.established),
         ),
+        _ => (0, None),
+    };
+    let window_ns = if matches!(traffic, Traffic::Fanout { .. }) && start == 0 {
+        0
+    } else {
+        stopped.saturating_sub(start).min(dur_ns)
     };
     let report = Report {
         mode,
@@ -375,12 +369,16 @@ fn run_http(a: HttpArgs) -> Result<ExitCode, String> {
     })?;
     let elapsed_s = clock.now_ns() as f64 / 1e9;
     let ok = stats.status.values().sum::<u64>() > 0;
+    let window_ns = shared
+        .stopped_at_ns
+        .load(Relaxed)
+        .min(c.duration.as_nanos() as u64);
     let report = Report {
         mode: "http",
         target: c.url.clone(),
         stats,
         elapsed_s,
-        rate_window_s: elapsed_s,
+        rate_window_s: window_ns as f64 / 1e9,
         expected_deliveries: None,
         config,
     };

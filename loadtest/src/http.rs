@@ -329,6 +329,7 @@ pub fn run_thread(o: &HttpOptions, tid: usize, shared: &Shared, clock: Clock) ->
             .max_requests
             .is_some_and(|m| shared.msgs_recv.load(Relaxed) >= m);
         if now >= end || shared.stop.load(Relaxed) || reached {
+            shared.request_stop(now);
             break;
         }
         for _ in 0..pacer.take(now, RAMP_BURST) {

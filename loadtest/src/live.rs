@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 /// Counters shared by the threads and read by the progress display.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Set on SIGINT/SIGTERM: every thread goes to its closing phase.
+    /// Set on SIGINT/SIGTERM, or by the first thread whose traffic phase ended: every
+    /// thread goes to its closing phase.
     pub stop: AtomicBool,
+    /// When `stop` was first set (ns on the run's clock): the end of the traffic phase.
     pub stopped_at_ns: AtomicU64,
     pub attempted: AtomicU64,
     pub established: AtomicU64,

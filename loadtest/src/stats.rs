@@ -255,11 +255,16 @@ impl Report {
             "lwsd-load {} {}: {:.2} s",
             self.mode, self.target, self.elapsed_s
         );
-        let _ = writeln!(
+        let _ = write!(
             o,
-            "  connections: {} attempted, {} established, {} failed, {} closed cleanly",
-            s.attempted, s.established, s.failed, s.clean_closes
+            "  connections: {} attempted, {} established, {} failed",
+            s.attempted, s.established, s.failed
         );
+        if self.mode == "http" {
+            let _ = writeln!(o);
+        } else {
+            let _ = writeln!(o, ", {} closed cleanly", s.clean_closes);
+        }
         for (name, h) in [
             ("tcp connect", &s.connect),
             ("ws handshake", &s.handshake),

@@ -62,7 +62,8 @@ const EVENTS: usize = 1024;
 /// Time for the closing handshake at the end of the run (section 7.1.2: the client
 /// waits for the server's Close before dropping the TCP connection).
 pub const CLOSE_WAIT_NS: u64 = 2_000_000_000;
-/// Fan-out: after the send phase, keep receiving until nothing arrived for this long...
+/// After the send phase (fan-out, and `ws --send-rate`), keep receiving until nothing
+/// arrived for this long (loopback answers take well under a millisecond)...
 const DRAIN_QUIET_NS: u64 = 300_000_000;
 /// ...but no longer than this: messages still in flight then count as lost.
 const DRAIN_MAX_NS: u64 = 3_000_000_000;
@@ -114,8 +115,9 @@ pub struct WsOptions {
 }
 
 impl WsOptions {
-    /// The latest time any thread may still run, relative to the start: every phase
-    /// bounded (ramp, connect timeout, duration, drain, close).
+    /// The latest time the traffic phase may end, relative to the start: every phase
+    /// before it is bounded (ramp, connect timeout, duration, fan-out drain); the
+    /// drain and the closing handshake after it add at most DRAIN_MAX + CLOSE_WAIT.
     pub fn hard_end_ns(&self) -> u64 {
         let ramp = self.conns as f64 / self.ramp.per_sec;
         let secs = ramp
@@ -293,6 +295,9 @@ impl<'a> Worker<'a> {
         loop {
             let now = self.ctx.clock.now_ns();
             if self.finished(now) {
+                // The first thread to finish ends the traffic phase for all (a
+                // message count reached, the duration over), and marks when.
+                self.ctx.shared.request_stop(now);
                 break;
             }
             self.open_due(now);
@@ -309,8 +314,26 @@ impl<'a> Worker<'a> {
             .unwrap_or(u64::MAX);
             self.wait(&mut events, wake);
         }
+        if matches!(self.ctx.o.traffic, Traffic::Each { .. }) {
+            self.drain(&mut events);
+        }
         self.close_all();
         self.publish();
+    }
+
+    /// After the last send, keep receiving until the answers stop coming (bounded):
+    /// a data frame arriving after our Close would be dropped (section 5.5.1 lets the
+    /// closing endpoint discard it), and counted as lost.
+    fn drain(&mut self, events: &mut [EpollEvent]) {
+        let start = self.ctx.clock.now_ns();
+        self.ctx.last_rx_ns = start;
+        loop {
+            let now = self.ctx.clock.now_ns();
+            if now >= start + DRAIN_MAX_NS || now - self.ctx.last_rx_ns >= DRAIN_QUIET_NS {
+                return;
+            }
+            self.wait(events, self.ctx.last_rx_ns + DRAIN_QUIET_NS);
+        }
     }
 
     fn wait(&mut self, events: &mut [EpollEvent], wake_ns: u64) {
