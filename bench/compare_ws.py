@@ -245,10 +245,10 @@ def fanout(a, start, tmp):
         r = {"deliveries": got, "expected": want, "per_s": m["received_per_s"],
              "cpu_s": c1 - c0, "us_per_delivery": (c1 - c0) * 1e6 / got if got else float("nan"),
              "p50_us": fig["latency"]["delivery"]["p50_us"], "p99_us": fig["latency"]["delivery"]["p99_us"],
-             "errors": fig["error_count"]}
+             "unstamped": m.get("unstamped", 0), "errors": fig["error_count"]}
         print(f"{srv.name:14} fanout: {got} of {want} deliveries, {r['per_s']:.0f}/s, "
               f"{r['us_per_delivery']:.3f} us CPU/delivery, p50 {r['p50_us']} us p99 {r['p99_us']} us, "
-              f"client errors {r['errors']}", file=sys.stderr)
+              f"unstamped {r['unstamped']}, client errors {r['errors']}", file=sys.stderr)
         return r
     finally:
         srv.stop()

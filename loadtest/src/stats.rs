@@ -137,6 +137,11 @@ pub struct Stats {
     pub bytes_sent: u64,
     pub msgs_recv: u64,
     pub bytes_recv: u64,
+    /// Messages received without our stamp (a server's own, or cut/merged ones).
+    pub unstamped: u64,
+    /// Stamped messages from a sender whose sequence number did not advance
+    /// (duplicated or reordered by the server).
+    pub out_of_order: u64,
     /// Sends skipped because the connection's unsent output was over its bound.
     pub sends_skipped: u64,
     /// Closing handshakes completed at the end of the run.
@@ -169,6 +174,8 @@ impl Stats {
         self.msgs_recv += o.msgs_recv;
         self.bytes_recv += o.bytes_recv;
         self.sends_skipped += o.sends_skipped;
+        self.unstamped += o.unstamped;
+        self.out_of_order += o.out_of_order;
         self.clean_closes += o.clean_closes;
         for (k, v) in &o.status {
             *self.status.entry(*k).or_default() += v;
@@ -223,6 +230,8 @@ impl Report {
                 "received_per_s": self.per_sec(s.msgs_recv),
                 "sent_per_s": self.per_sec(s.msgs_sent),
                 "sends_skipped": s.sends_skipped,
+                "unstamped": s.unstamped,
+                "out_of_order": s.out_of_order,
             },
             "latency": {
                 "connect": s.connect.summary().to_json(),
@@ -298,6 +307,13 @@ impl Report {
                 o,
                 "  deliveries: {} of {e} expected ({pct:.2} %)",
                 s.msgs_recv
+            );
+        }
+        if s.unstamped > 0 || s.out_of_order > 0 {
+            let _ = writeln!(
+                o,
+                "  received without our stamp: {}, out of sequence: {}",
+                s.unstamped, s.out_of_order
             );
         }
         if s.sends_skipped > 0 {

@@ -67,6 +67,9 @@ pub const CLOSE_WAIT_NS: u64 = 2_000_000_000;
 const DRAIN_QUIET_NS: u64 = 300_000_000;
 /// ...but no longer than this: messages still in flight then count as lost.
 const DRAIN_MAX_NS: u64 = 3_000_000_000;
+/// Fan-out senders whose sequence numbers every receiver tracks (4 bytes each per
+/// connection); with more senders, ordering is not checked.
+const MAX_TRACKED_SENDERS: usize = 64;
 /// A sender this far behind its schedule drops the backlog instead of bursting it.
 const MAX_SEND_LAG_NS: u64 = 1_000_000_000;
 
@@ -156,6 +159,8 @@ struct Conn {
     /// The first bytes of the message being received (its stamp).
     head: [u8; HEADER_LEN],
     head_len: u8,
+    /// Fan-out: the last sequence number seen from each sender (`u32::MAX`: none).
+    last_seq: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -377,6 +382,12 @@ impl<'a> Worker<'a> {
             stash: Vec::new(),
             head: [0; HEADER_LEN],
             head_len: 0,
+            last_seq: match o.traffic {
+                Traffic::Fanout { senders, .. } if senders <= MAX_TRACKED_SENDERS => {
+                    vec![u32::MAX; senders]
+                }
+                _ => Vec::new(),
+            },
         };
         let r = start_connect(o.addr, src).and_then(|s| {
             let flags = EpollFlags::EPOLLIN
@@ -768,6 +779,7 @@ fn ws_input(c: &mut Conn, ctx: &mut Ctx<'_>, data: &mut [u8], now: u64) -> Resul
         head,
         head_len,
         gidx,
+        last_seq,
         out,
         stash,
         blocked,
@@ -794,14 +806,23 @@ fn ws_input(c: &mut Conn, ctx: &mut Ctx<'_>, data: &mut [u8], now: u64) -> Resul
             stats.bytes_recv += ch.payload.len() as u64;
             if ch.last {
                 stats.msgs_recv += 1;
-                if let Some(s) = payload::decode(&head[..usize::from(*head_len)])
-                    && s.sent_ns <= now
-                {
-                    let us = (now - s.sent_ns) / 1000;
-                    stats.delivery.record(us);
-                    if s.sender == *gidx {
-                        stats.rtt.record(us);
+                match payload::decode(&head[..usize::from(*head_len)]) {
+                    Some(s) if s.sent_ns <= now => {
+                        let us = (now - s.sent_ns) / 1000;
+                        stats.delivery.record(us);
+                        if s.sender == *gidx {
+                            stats.rtt.record(us);
+                        }
+                        // Fan-out senders are the first few connections: track each
+                        // one's sequence to see duplicates and reordering.
+                        if let Some(last) = last_seq.get_mut(s.sender as usize) {
+                            if *last != u32::MAX && s.seq <= *last {
+                                stats.out_of_order += 1;
+                            }
+                            *last = s.seq;
+                        }
                     }
+                    _ => stats.unstamped += 1,
                 }
             }
         }

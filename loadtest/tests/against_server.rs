@@ -372,6 +372,8 @@ fn mirror_fanout_delivers_to_all() {
     assert_eq!(n(&v, &["messages", "received"]), sent * 30, "{v}");
     assert_eq!(n(&v, &["latency", "delivery", "count"]), sent * 30);
     assert_eq!(n(&v, &["latency", "rtt", "count"]), sent);
+    assert_eq!(n(&v, &["messages", "unstamped"]), 0);
+    assert_eq!(n(&v, &["messages", "out_of_order"]), 0);
     assert_eq!(n(&v, &["error_count"]), 0, "{v}");
     let window = v["rate_window_s"].as_f64().unwrap();
     assert!((0.99..=1.01).contains(&window), "{window}");
