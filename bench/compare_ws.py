@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Side-by-side WebSocket benchmark: lwsd (-j 1 and -j 2) and Debian's
+libwebsockets-test-server, in one sitting, with lwsd-load as the client.
+
+For each server (started fresh for each measurement, with `ulimit -n 20000`):
+  1. idle memory per connection: RSS of all the server's processes (supervisor and
+     workers, found through /proc/PID/task/PID/children) before and after opening N
+     idle lws-mirror-protocol connections (`lwsd-load ws --hold`; the mirror is silent
+     while nobody sends); (after - before) / established. RSS is user-space memory
+     only: the kernel's socket buffers and TCP state (several KiB per connection on
+     both ends) are not in it and are the same for every server.
+  2. set-up cost: server CPU (utime + stime of all its processes, /proc/PID/stat)
+     per connection for 0 -> A and A -> B connections (two lwsd-load processes, both
+     holding). Clock-tick resolution (10 ms) makes these +-10 ms per step. The step
+     includes whatever the server spends just holding connections during the ramp, so
+     the idle CPU with A and with B connections is measured after each step too.
+  3. mirror fan-out: C clients, one sender at a fixed rate, for S seconds: deliveries
+     per second, server CPU per delivered message (from the moment every client is
+     connected to the end of the run), delivery latency.
+
+Then a markdown table with the ratios lwsd / libwebsockets (below 1: lwsd uses less).
+
+Usage: bench/compare_ws.py [--lwsd target/release/lwsd] [--load target/release/lwsd-load]
+       [--jobs 1,2] [--only libwebsockets,lwsd-j1,lwsd-j2] [--idle 10000]
+       [--setup 5000,15000] [--fanout-clients 1000] [--fanout-rate 200] [--fanout-secs 10]
+Every run is bounded in time and count, and talks to 127.0.0.1 only.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+FD_LIMIT = 20000
+MIRROR = "lws-mirror-protocol"
+
+
+def tree(pid):
+    """pid and all its descendants (lwsd's workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / CLK_TCK
+
+
+def rss_bytes(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE  # resident pages
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def wait_port(port, timeout=10):
+    t = time.time()
+    while time.time() - t < timeout:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+class Server:
+    def __init__(self, name, argv, port):
+        self.name, self.port = name, port
+        # exec keeps the pid: the shell only raises the fd limit first.
+        cmd = f"ulimit -n {FD_LIMIT} && exec " + " ".join(argv)
+        self.proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(port)
+        time.sleep(0.5)
+
+    def pids(self):
+        return tree(self.proc.pid)
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class Load:
+    """One lwsd-load process; `wait_ready` blocks until its ready file appears."""
+
+    def __init__(self, load, args, tmp, tag):
+        self.ready = os.path.join(tmp, f"ready-{tag}")
+        self.json = os.path.join(tmp, f"out-{tag}.json")
+        for p in (self.ready, self.json):
+            if os.path.exists(p):
+                os.remove(p)
+        self.proc = subprocess.Popen([load] + args + ["--ready-file", self.ready, "--json", self.json,
+                                                      "--no-progress"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_ready(self, timeout):
+        t = time.time()
+        while time.time() - t < timeout:
+            if os.path.exists(self.ready):
+                with open(self.ready) as f:
+                    line = f.read().strip()
+                if line:
+                    return int(line.split()[0])  # "<established> established, ..."
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"lwsd-load not ready in {timeout} s: {self.finish(5)[1]}")
+
+    def finish(self, timeout, interrupt=False):
+        if interrupt and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        fig = None
+        if os.path.exists(self.json):
+            with open(self.json) as f:
+                fig = json.load(f)
+        return fig, out
+
+
+def errors_of(fig):
+    return fig["error_count"] if fig else "?"
+
+
+def idle_memory(a, start, tmp):
+    srv = start()
+    try:
+        before = rss_bytes(srv.pids())
+        ramp_s = a.idle / a.ramp
+        ld = Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
+                           "-c", str(a.idle), "--ramp-rate", f"{a.ramp}/s", "--hold",
+                           "--duration", f"{int(ramp_s + 120)}s"], tmp, "idle")
+        est = ld.wait_ready(ramp_s + 60)
+        time.sleep(1.0)  # let the server settle (lazy allocations, timers)
+        after = rss_bytes(srv.pids())
+        fig, out = ld.finish(30, interrupt=True)
+        per = (after - before) / est if est else float("nan")
+        print(f"{srv.name:14} idle: {est} conns, RSS {before / 1e6:.1f} -> {after / 1e6:.1f} MB, "
+              f"{per:.0f} B/conn, client errors {errors_of(fig)}", file=sys.stderr)
+        return {"conns": est, "rss_before": before, "rss_after": after, "bytes_per_conn": per,
+                "errors": errors_of(fig)}
+    finally:
+        srv.stop()
+
+
+def setup_cost(a, start, tmp):
+    first, total = a.setup
+    srv = start()
+    loads = []
+    try:
+        pids = srv.pids()
+        c0 = cpu_seconds(pids)
+        steps = []
+        prev_est = 0
+        c_prev = c0
+        for i, n in enumerate((first, total - first)):
+            ramp_s = n / a.ramp
+            ld = Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
+                               "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
+                               "--duration", f"{int(ramp_s + 180)}s"], tmp, f"setup{i}")
+            loads.append(ld)
+            est = ld.wait_ready(ramp_s + 60)
+            c = cpu_seconds(set(pids) | set(srv.pids()))
+            # The server's CPU while merely holding them (timers, poll loops that scan
+            # every connection): part of the step above too, for the ramp's duration.
+            time.sleep(a.idle_window)
+            c_idle = cpu_seconds(set(pids) | set(srv.pids()))
+            steps.append({"from": prev_est, "to": prev_est + est, "cpu_s": c - c_prev,
+                          "us_per_conn": (c - c_prev) * 1e6 / est if est else float("nan"),
+                          "idle_cpu_ms_per_s": (c_idle - c) * 1e3 / a.idle_window})
+            prev_est += est
+            c_prev = c_idle
+        errs = []
+        for ld in loads:
+            fig, _ = ld.finish(30, interrupt=True)
+            errs.append(errors_of(fig))
+        for s in steps:
+            s["errors"] = errs
+            print(f"{srv.name:14} setup {s['from']}->{s['to']}: {s['cpu_s'] * 1e3:.0f} ms CPU, "
+                  f"{s['us_per_conn']:.1f} us/conn, then idle {s['idle_cpu_ms_per_s']:.1f} ms CPU/s, "
+                  f"client errors {errs}", file=sys.stderr)
+        return steps
+    finally:
+        for ld in loads:
+            if ld.proc.poll() is None:
+                ld.finish(30, interrupt=True)
+        srv.stop()
+
+
+def fanout(a, start, tmp):
+    srv = start()
+    try:
+        ld = Load(a.load, ["fanout", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
+                           "-c", str(a.fanout_clients), "--ramp-rate", f"{a.ramp}/s",
+                           "--senders", "1", "--rate", f"{a.fanout_rate}/s",
+                           "--size", str(a.fanout_size), "--duration", f"{a.fanout_secs}s"],
+                  tmp, "fanout")
+        ld.wait_ready(a.fanout_clients / a.ramp + 60)
+        pids = srv.pids()
+        c0 = cpu_seconds(pids)
+        fig, out = ld.finish(a.fanout_secs + 60)
+        c1 = cpu_seconds(set(pids) | set(srv.pids()))
+        if not fig:
+            raise RuntimeError(f"lwsd-load fanout gave no figures: {out}")
+        m = fig["messages"]
+        got, want = m["received"], m.get("expected_deliveries", 0)
+        r = {"deliveries": got, "expected": want, "per_s": m["received_per_s"],
+             "cpu_s": c1 - c0, "us_per_delivery": (c1 - c0) * 1e6 / got if got else float("nan"),
+             "p50_us": fig["latency"]["delivery"]["p50_us"], "p99_us": fig["latency"]["delivery"]["p99_us"],
+             "unstamped": m.get("unstamped", 0), "errors": fig["error_count"]}
+        print(f"{srv.name:14} fanout: {got} of {want} deliveries, {r['per_s']:.0f}/s, "
+              f"{r['us_per_delivery']:.3f} us CPU/delivery, p50 {r['p50_us']} us p99 {r['p99_us']} us, "
+              f"unstamped {r['unstamped']}, client errors {r['errors']}", file=sys.stderr)
+        return r
+    finally:
+        srv.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lwsd", default="target/release/lwsd")
+    ap.add_argument("--load", default="target/release/lwsd-load")
+    ap.add_argument("--jobs", default="1,2", help="lwsd -j variants to run")
+    ap.add_argument("--only", default="", help="comma list of: libwebsockets, lwsd-j1, lwsd-j2")
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
+    ap.add_argument("--setup", default="5000,15000", help="A,B: set-up cost for 0->A and A->B")
+    ap.add_argument("--idle-window", type=float, default=3.0,
+                    help="seconds of idle CPU measured after each set-up step")
+    ap.add_argument("--ramp", type=int, default=2000, help="connections opened per second")
+    ap.add_argument("--fanout-clients", type=int, default=1000)
+    ap.add_argument("--fanout-rate", type=int, default=200, help="messages per second from the sender")
+    ap.add_argument("--fanout-size", type=int, default=64)
+    ap.add_argument("--fanout-secs", type=int, default=10)
+    ap.add_argument("--tests", default="idle,setup,fanout")
+    ap.add_argument("--json", help="write all figures here")
+    a = ap.parse_args()
+    a.setup = [int(x) for x in a.setup.split(",")]
+    if len(a.setup) != 2 or not 0 < a.setup[0] < a.setup[1]:
+        raise SystemExit("--setup wants A,B with 0 < A < B")
+    if not os.path.exists(a.load):
+        raise SystemExit(f"{a.load} missing: cargo build --release -p lwsd-load")
+
+    servers = []
+    for j in filter(None, a.jobs.split(",")):
+        port = 7830 + int(j)
+        servers.append((f"lwsd-j{j}", port, lambda j=j, port=port: Server(
+            f"lwsd-j{j}", [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1"], port)))
+    servers.append(("libwebsockets", 7829, lambda: Server(
+        "libwebsockets", ["libwebsockets-test-server", "-p", "7829"], 7829)))
+    only = set(filter(None, a.only.split(",")))
+    if only:
+        servers = [s for s in servers if s[0] in only]
+    tests = a.tests.split(",")
+    tmp = tempfile.mkdtemp(prefix="lwsd-wsbench-")
+    res = {}
+    for name, _, start in servers:
+        res[name] = {}
+        for t in tests:
+            try:
+                fn = {"idle": idle_memory, "setup": setup_cost, "fanout": fanout}[t]
+                res[name][t] = fn(a, start, tmp)
+            except (FileNotFoundError, RuntimeError, subprocess.SubprocessError) as e:
+                print(f"# {name} {t}: not run ({e})", file=sys.stderr)
+
+    names = [s[0] for s in servers]
+    ref = "libwebsockets"
+    others = [n for n in names if n != ref] if ref in names else []
+    rows = []
+
+    def get(n, t, f):
+        try:
+            v = res[n][t]
+            return f(v)
+        except (KeyError, IndexError, TypeError):
+            return None
+
+    rows.append(("idle RSS per connection (bytes)", lambda n: get(n, "idle", lambda v: v["bytes_per_conn"]), "{:.0f}"))
+    rows.append((f"set-up CPU per connection 0->{a.setup[0]} (µs)",
+                 lambda n: get(n, "setup", lambda v: v[0]["us_per_conn"]), "{:.1f}"))
+    rows.append((f"set-up CPU per connection {a.setup[0]}->{a.setup[1]} (µs)",
+                 lambda n: get(n, "setup", lambda v: v[1]["us_per_conn"]), "{:.1f}"))
+    rows.append((f"idle CPU holding {a.setup[1]} connections (ms per s)",
+                 lambda n: get(n, "setup", lambda v: v[1]["idle_cpu_ms_per_s"]), "{:.1f}"))
+    rows.append((f"fan-out deliveries/s ({a.fanout_clients} clients, {a.fanout_rate} msg/s)",
+                 lambda n: get(n, "fanout", lambda v: v["per_s"]), "{:.0f}"))
+    rows.append(("fan-out deliveries received / expected (%)",
+                 lambda n: get(n, "fanout", lambda v: 100.0 * v["deliveries"] / v["expected"] if v["expected"] else None), "{:.1f}"))
+    rows.append(("fan-out server CPU per delivery (µs)", lambda n: get(n, "fanout", lambda v: v["us_per_delivery"]), "{:.3f}"))
+    rows.append(("fan-out delivery latency p99 (µs)", lambda n: get(n, "fanout", lambda v: v["p99_us"]), "{:.0f}"))
+
+    head = "| measure | " + " | ".join(names) + "".join(f" | {o} / {ref}" for o in others) + " |"
+    print()
+    print(head)
+    print("|---" * (1 + len(names) + len(others)) + "|")
+    for label, f, fmt in rows:
+        vals = [f(n) for n in names]
+        cells = [fmt.format(v) if v is not None else "-" for v in vals]
+        r = f(ref) if ref in names else None
+        ratios = []
+        for o in others:
+            v = f(o)
+            ratios.append(f"{v / r:.2f}" if v is not None and r else "-")
+        print(f"| {label} | " + " | ".join(cells) + "".join(f" | {x}" for x in ratios) + " |")
+    print()
+    print("RSS excludes kernel socket buffers and TCP state (the same for every server); "
+          "CPU is utime+stime of all server processes from /proc, 10 ms resolution.")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
