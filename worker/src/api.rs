@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use crate::roles::ws::frame::{DataKind, SharedFrame};
 use crate::roles::ws::conn::WsConn;
+pub use crate::roles::ws::frame::{DataKind, SharedFrame};
 use crate::service::ServiceHandle;
 use crate::service::conn::OutQueue;
 
@@ -51,11 +51,20 @@ pub struct Close {
 
 impl Close {
     /// 1000: a normal close.
-    pub const NORMAL: Close = Close { code: 1000, reason: "" };
+    pub const NORMAL: Close = Close {
+        code: 1000,
+        reason: "",
+    };
     /// 1008: the peer sent something the protocol does not accept.
-    pub const POLICY: Close = Close { code: 1008, reason: "policy violation" };
+    pub const POLICY: Close = Close {
+        code: 1008,
+        reason: "policy violation",
+    };
     /// 1011: the server hit an unexpected condition.
-    pub const INTERNAL: Close = Close { code: 1011, reason: "internal error" };
+    pub const INTERNAL: Close = Close {
+        code: 1011,
+        reason: "internal error",
+    };
 
     pub const fn new(code: u16, reason: &'static str) -> Close {
         Close { code, reason }
@@ -425,7 +434,11 @@ pub trait Protocol: 'static {
     fn bus(&mut self, _vhost: &mut Vhost<'_>, _origin: usize, _payload: &[u8]) {}
 
     /// An HTTP request on a `callback://` mount of this protocol (LWS_CALLBACK_HTTP).
-    fn http(&mut self, _vhost: &mut Vhost<'_>, _req: &HttpRequest<'_>) -> HttpAnswer<Self::Session> {
+    fn http(
+        &mut self,
+        _vhost: &mut Vhost<'_>,
+        _req: &HttpRequest<'_>,
+    ) -> HttpAnswer<Self::Session> {
         HttpAnswer::Respond(HttpResponse {
             status: 404,
             content_type: "text/plain; charset=utf-8",
@@ -434,13 +447,26 @@ pub trait Protocol: 'static {
     }
 
     /// A piece of the request body (LWS_CALLBACK_HTTP_BODY).
-    fn http_body(&mut self, _vhost: &mut Vhost<'_>, _session: &mut Self::Session, _chunk: &[u8]) -> CbResult {
+    fn http_body(
+        &mut self,
+        _vhost: &mut Vhost<'_>,
+        _session: &mut Self::Session,
+        _chunk: &[u8],
+    ) -> CbResult {
         Ok(())
     }
 
     /// The body is complete (LWS_CALLBACK_HTTP_BODY_COMPLETION): the answer.
-    fn http_body_completion(&mut self, _vhost: &mut Vhost<'_>, _session: Self::Session) -> HttpResponse {
-        HttpResponse { status: 200, content_type: "text/plain; charset=utf-8", body: Bytes::new() }
+    fn http_body_completion(
+        &mut self,
+        _vhost: &mut Vhost<'_>,
+        _session: Self::Session,
+    ) -> HttpResponse {
+        HttpResponse {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::new(),
+        }
     }
 
     /// The vhost is going away (LWS_CALLBACK_PROTOCOL_DESTROY).
@@ -450,7 +476,13 @@ pub trait Protocol: 'static {
 /// The type-erased form of a [`Protocol`] the worker stores.
 pub trait DynProtocol {
     fn established(&mut self, conn: &mut Conn<'_>) -> Result<Box<dyn Any>, Close>;
-    fn receive(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any, data: &[u8], f: FrameInfo) -> CbResult;
+    fn receive(
+        &mut self,
+        conn: &mut Conn<'_>,
+        s: &mut dyn Any,
+        data: &[u8],
+        f: FrameInfo,
+    ) -> CbResult;
     fn writeable(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any) -> CbResult;
     fn closed(&mut self, vh: &mut Vhost<'_>, id: ConnId, s: Box<dyn Any>);
     fn event_wait_cancelled(&mut self, vh: &mut Vhost<'_>);
@@ -466,7 +498,13 @@ impl<P: Protocol> DynProtocol for P {
     fn established(&mut self, conn: &mut Conn<'_>) -> Result<Box<dyn Any>, Close> {
         Protocol::established(self, conn).map(|s| Box::new(s) as Box<dyn Any>)
     }
-    fn receive(&mut self, conn: &mut Conn<'_>, s: &mut dyn Any, data: &[u8], f: FrameInfo) -> CbResult {
+    fn receive(
+        &mut self,
+        conn: &mut Conn<'_>,
+        s: &mut dyn Any,
+        data: &[u8],
+        f: FrameInfo,
+    ) -> CbResult {
         match s.downcast_mut::<P::Session>() {
             Some(s) => Protocol::receive(self, conn, s, data, f),
             None => Err(Close::INTERNAL),
@@ -507,7 +545,11 @@ impl<P: Protocol> DynProtocol for P {
     fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse {
         match s.downcast::<P::Session>() {
             Ok(s) => Protocol::http_body_completion(self, vh, *s),
-            Err(_) => HttpResponse { status: 500, content_type: "text/plain", body: Bytes::new() },
+            Err(_) => HttpResponse {
+                status: 500,
+                content_type: "text/plain",
+                body: Bytes::new(),
+            },
         }
     }
     fn destroy(&mut self, vh: &mut Vhost<'_>) {
@@ -524,10 +566,13 @@ pub struct PluginInit<'a> {
     pub workers: usize,
 }
 
+/// Creates a protocol instance for a vhost.
+pub type CreateFn = dyn Fn(&PluginInit<'_>) -> Result<Box<dyn DynProtocol>, String> + Send + Sync;
+
 /// A protocol compiled into the binary, registered by name.
 pub struct Plugin {
     pub name: &'static str,
-    pub create: Box<dyn Fn(&PluginInit<'_>) -> Result<Box<dyn DynProtocol>, String> + Send + Sync>,
+    pub create: Box<CreateFn>,
 }
 
 impl Plugin {
@@ -554,7 +599,11 @@ pub struct Protocols {
 impl Protocols {
     /// No protocols (HTTP only).
     pub fn empty() -> Protocols {
-        Protocols { names: Vec::new(), list: Vec::new(), default: None }
+        Protocols {
+            names: Vec::new(),
+            list: Vec::new(),
+            default: None,
+        }
     }
 
     /// Instantiates every plugin for a vhost.
@@ -569,22 +618,29 @@ impl Protocols {
         let mut names = Vec::new();
         let mut list = Vec::new();
         for p in plugins {
-            let init = PluginInit { options: options.get(p.name).unwrap_or(&empty), worker, workers };
+            let init = PluginInit {
+                options: options.get(p.name).unwrap_or(&empty),
+                worker,
+                workers,
+            };
             let inst = (p.create)(&init).map_err(|e| format!("protocol {}: {e}", p.name))?;
             names.push(p.name);
             list.push(Some(inst));
         }
         let default = match default {
-            Some(d) => Some(
-                names
-                    .iter()
-                    .position(|n| *n == d)
-                    .ok_or_else(|| format!("--ws-default {d}: no such protocol (have: {})", names.join(", ")))?
-                    as u16,
-            ),
+            Some(d) => Some(names.iter().position(|n| *n == d).ok_or_else(|| {
+                format!(
+                    "--ws-default {d}: no such protocol (have: {})",
+                    names.join(", ")
+                )
+            })? as u16),
             None => None,
         };
-        Ok(Protocols { names, list, default })
+        Ok(Protocols {
+            names,
+            list,
+            default,
+        })
     }
 
     pub fn names(&self) -> &[&'static str] {

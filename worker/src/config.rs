@@ -33,7 +33,8 @@ pub struct WorkerConfig {
     /// How many workers the supervisor runs (status protocols report it).
     pub workers: usize,
     /// Per-protocol options (lws pvos): protocol name -> option -> value.
-    pub protocol_options: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    pub protocol_options:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for WorkerConfig {

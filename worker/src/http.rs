@@ -21,17 +21,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::App;
 use crate::api::{HttpAnswer, HttpRequest, HttpResponse, Vhost as PluginVhost};
-use crate::roles::ws::conn::WsConn;
-use crate::roles::ws::handshake;
-use crate::ws::WsRole;
 use crate::mount::file::{FileBody, FileRequest, FileResponse};
 use crate::roles::h1::{
     self, CONTINUE_100, Event, H1Server, Hdr, Method, RequestHeadRef, ResponseBody, ResponseHead,
     Version,
 };
+use crate::roles::ws::conn::WsConn;
+use crate::roles::ws::handshake;
 use crate::service::conn::OutQueue;
 use crate::service::{Cx, Flow, Role, RoleFactory};
 use crate::vhost::{Route, Vhost};
+use crate::ws::WsRole;
 
 /// Size of each piece of a streamed file body. 128 KiB: large enough that a loopback
 /// client downloading at memory speed costs few syscalls per MiB, small enough that a
@@ -264,7 +264,14 @@ impl HttpConn {
     ) -> Option<Flow> {
         let keep_alive = head.keep_alive && !cx.draining;
         let Some(proto) = proto else {
-            self.status_page(cx, head.version, head.method == Method::Head, 404, keep_alive, &[]);
+            self.status_page(
+                cx,
+                head.version,
+                head.method == Method::Head,
+                404,
+                keep_alive,
+                &[],
+            );
             count_status(cx.app, 404);
             return None;
         };
@@ -280,8 +287,13 @@ impl HttpConn {
             },
         };
         let app = &mut *cx.app;
-        let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) else { return None };
-        let mut vh = PluginVhost { shared: &mut app.plugin, protocol: proto };
+        let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) else {
+            return None;
+        };
+        let mut vh = PluginVhost {
+            shared: &mut app.plugin,
+            protocol: proto,
+        };
         match p.http(&mut vh, &req) {
             HttpAnswer::Respond(resp) => {
                 if head.body.has_body() {
@@ -297,7 +309,13 @@ impl HttpConn {
                     }
                     return None;
                 }
-                self.write_callback_response(cx, head.version, keep_alive, head.method == Method::Head, resp)
+                self.write_callback_response(
+                    cx,
+                    head.version,
+                    keep_alive,
+                    head.method == Method::Head,
+                    resp,
+                )
             }
             HttpAnswer::ReadBody(session) => {
                 if head.expect_continue {
@@ -306,8 +324,13 @@ impl HttpConn {
                 if !head.body.has_body() {
                     // No body at all: complete at once.
                     let app = &mut *cx.app;
-                    let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) else { return None };
-                    let mut vh = PluginVhost { shared: &mut app.plugin, protocol: proto };
+                    let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) else {
+                        return None;
+                    };
+                    let mut vh = PluginVhost {
+                        shared: &mut app.plugin,
+                        protocol: proto,
+                    };
                     let resp = p.http_body_completion(&mut vh, session);
                     return self.write_callback_response(cx, head.version, keep_alive, false, resp);
                 }
@@ -372,13 +395,24 @@ impl HttpConn {
         }
         let protos = &cx.app.protocols;
         let default = protos.default.map(|i| protos.names[i as usize]);
-        let minor = if head.version == Version::Http11 { 1 } else { 0 };
-        match handshake::server_accept(head.method_raw(), minor, head.headers(), protos.names(), default) {
+        let minor = if head.version == Version::Http11 {
+            1
+        } else {
+            0
+        };
+        match handshake::server_accept(
+            head.method_raw(),
+            minor,
+            head.headers(),
+            protos.names(),
+            default,
+        ) {
             Ok(acc) => {
                 // A client naming no protocol gets the default, else the first one (lws
                 // binds such a client to the vhost's first protocol).
                 let proto = acc.protocol.and_then(|n| protos.index(n)).unwrap_or(0);
-                let resp = handshake::server_response_head(&acc.accept_key, acc.response_protocol(), None);
+                let resp =
+                    handshake::server_response_head(&acc.accept_key, acc.response_protocol(), None);
                 cx.out.push(Bytes::from(resp));
                 count_status(cx.app, 101);
                 let cfg = cx.app.config.ws_config();
@@ -575,7 +609,10 @@ impl Role for HttpConn {
                     {
                         let app = &mut *cx.app;
                         if let Some(Some(p)) = app.protocols.list.get_mut(cb.proto as usize) {
-                            let mut vh = PluginVhost { shared: &mut app.plugin, protocol: cb.proto };
+                            let mut vh = PluginVhost {
+                                shared: &mut app.plugin,
+                                protocol: cb.proto,
+                            };
                             if p.http_body(&mut vh, session.as_mut(), chunk).is_err() {
                                 self.callback = None;
                                 flow = Flow::Abort;
@@ -590,12 +627,21 @@ impl Role for HttpConn {
                         let resp = match (cb.kind, app.protocols.list.get_mut(cb.proto as usize)) {
                             (CallbackKind::Ready(r), _) => r,
                             (CallbackKind::Read(session), Some(Some(p))) => {
-                                let mut vh = PluginVhost { shared: &mut app.plugin, protocol: cb.proto };
+                                let mut vh = PluginVhost {
+                                    shared: &mut app.plugin,
+                                    protocol: cb.proto,
+                                };
                                 p.http_body_completion(&mut vh, session)
                             }
-                            _ => HttpResponse { status: 500, content_type: "text/plain", body: Bytes::new() },
+                            _ => HttpResponse {
+                                status: 500,
+                                content_type: "text/plain",
+                                body: Bytes::new(),
+                            },
                         };
-                        if let Some(fl) = self.write_callback_response(cx, cb.version, cb.keep_alive, false, resp) {
+                        if let Some(fl) =
+                            self.write_callback_response(cx, cb.version, cb.keep_alive, false, resp)
+                        {
                             flow = fl;
                             break;
                         }

@@ -10,7 +10,7 @@ use crate::mount::file::{FileMount, FileMountOptions};
 /// What serves a mountpoint.
 pub enum Origin {
     /// `file://` (or the embedded demo).
-    File(FileMount),
+    File(Box<FileMount>),
     /// `callback://PROTOCOL`: the protocol's HTTP callbacks answer.
     Callback(String),
 }
@@ -61,7 +61,7 @@ impl Vhost {
             name: "localhost".into(),
             mounts: vec![Mount {
                 mountpoint: String::new(),
-                origin: Origin::File(mount),
+                origin: Origin::File(Box::new(mount)),
             }],
         })
     }

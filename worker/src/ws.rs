@@ -35,7 +35,13 @@ pub struct WsRole {
 
 impl WsRole {
     pub fn new(ws: WsConn, proto: u16) -> WsRole {
-        WsRole { ws, proto, session: None, flags: ConnFlags::default(), established: false }
+        WsRole {
+            ws,
+            proto,
+            session: None,
+            flags: ConnFlags::default(),
+            established: false,
+        }
     }
 
     /// Runs `f` with the protocol instance, a [`Conn`] handle and the session.
@@ -55,7 +61,10 @@ impl WsRole {
             ws: if writeable { Some(&mut self.ws) } else { None },
             out: cx.out,
             flags: &mut self.flags,
-            vhost: Vhost { shared: &mut app.plugin, protocol: self.proto },
+            vhost: Vhost {
+                shared: &mut app.plugin,
+                protocol: self.proto,
+            },
         };
         let r = f(proto.as_mut(), &mut conn, session.as_mut());
         self.flags.in_writeable = false;
@@ -65,7 +74,11 @@ impl WsRole {
     fn establish(&mut self, cx: &mut Cx<'_>) -> Option<Flow> {
         self.established = true;
         let app = &mut *cx.app;
-        let Some(proto) = app.protocols.list.get_mut(self.proto as usize).and_then(|p| p.as_mut())
+        let Some(proto) = app
+            .protocols
+            .list
+            .get_mut(self.proto as usize)
+            .and_then(|p| p.as_mut())
         else {
             return Some(self.fail(cx, Close::INTERNAL));
         };
@@ -74,7 +87,10 @@ impl WsRole {
             ws: None,
             out: cx.out,
             flags: &mut self.flags,
-            vhost: Vhost { shared: &mut app.plugin, protocol: self.proto },
+            vhost: Vhost {
+                shared: &mut app.plugin,
+                protocol: self.proto,
+            },
         };
         match proto.established(&mut conn) {
             Ok(s) => {
@@ -150,7 +166,10 @@ impl Role for WsRole {
             // `writeable`), which is what lets the payload stay in place, unmasked.
             let app = &mut *cx.app;
             let (Some(proto), Some(session)) = (
-                app.protocols.list.get_mut(self.proto as usize).and_then(|p| p.as_mut()),
+                app.protocols
+                    .list
+                    .get_mut(self.proto as usize)
+                    .and_then(|p| p.as_mut()),
                 self.session.as_mut(),
             ) else {
                 break;
@@ -160,7 +179,10 @@ impl Role for WsRole {
                 ws: None,
                 out: cx.out,
                 flags: &mut self.flags,
-                vhost: Vhost { shared: &mut app.plugin, protocol: self.proto },
+                vhost: Vhost {
+                    shared: &mut app.plugin,
+                    protocol: self.proto,
+                },
             };
             if let Err(c) = proto.receive(&mut conn, session.as_mut(), payload, info) {
                 self.flags.close = Some(c);
@@ -243,8 +265,16 @@ impl Role for WsRole {
     fn on_closed(&mut self, app: &mut App, id: ConnId) {
         if let Some(session) = self.session.take() {
             app.stats.ws_conns = app.stats.ws_conns.saturating_sub(1);
-            if let Some(proto) = app.protocols.list.get_mut(self.proto as usize).and_then(|p| p.as_mut()) {
-                let mut vh = Vhost { shared: &mut app.plugin, protocol: self.proto };
+            if let Some(proto) = app
+                .protocols
+                .list
+                .get_mut(self.proto as usize)
+                .and_then(|p| p.as_mut())
+            {
+                let mut vh = Vhost {
+                    shared: &mut app.plugin,
+                    protocol: self.proto,
+                };
                 proto.closed(&mut vh, id, session);
             }
         }

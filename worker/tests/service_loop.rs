@@ -150,12 +150,13 @@ fn service_handle_posts_from_other_threads_while_running() {
             })
         })
         .collect();
-    drive_until(&mut l, |l| l.app.posted.len() == 1000);
+    drive_until(&mut l, |l| l.app.plugin.posted.len() == 1000);
     for t in threads {
         t.join().unwrap();
     }
     let mut got: Vec<u32> = l
         .app
+        .plugin
         .posted
         .drain(..)
         .map(|m| *m.downcast::<u32>().unwrap())

@@ -38,7 +38,13 @@ impl Protocol for Echo {
         Ok(EchoSession::default())
     }
 
-    fn receive(&mut self, conn: &mut Conn<'_>, s: &mut EchoSession, data: &[u8], f: FrameInfo) -> CbResult {
+    fn receive(
+        &mut self,
+        conn: &mut Conn<'_>,
+        s: &mut EchoSession,
+        data: &[u8],
+        f: FrameInfo,
+    ) -> CbResult {
         if f.first && f.last {
             s.queue.push_back((f.binary, Bytes::copy_from_slice(data)));
             s.queued += data.len();
@@ -61,9 +67,15 @@ impl Protocol for Echo {
     }
 
     fn writeable(&mut self, conn: &mut Conn<'_>, s: &mut EchoSession) -> CbResult {
-        let Some((binary, msg)) = s.queue.pop_front() else { return Ok(()) };
+        let Some((binary, msg)) = s.queue.pop_front() else {
+            return Ok(());
+        };
         s.queued -= msg.len();
-        let kind = if binary { WriteKind::Binary } else { WriteKind::Text };
+        let kind = if binary {
+            WriteKind::Binary
+        } else {
+            WriteKind::Text
+        };
         conn.write(kind, true, msg).map_err(|_| Close::INTERNAL)?;
         if !s.queue.is_empty() {
             conn.callback_on_writable();

@@ -494,13 +494,13 @@ impl Loop {
         }
         if res < 0 {
             match -res {
-                libc::ENOBUFS => {
-                    // The ring ran dry: re-arm once buffers are back (end of this pass).
-                    if !more {
+                // The ring ran dry (re-armed once buffers are back), or a cancel for rx
+                // flow control landed: re-arm if reading is wanted again meanwhile.
+                libc::ENOBUFS | libc::ECANCELED => {
+                    if !more && c.phase != Phase::Closing && !c.rx_paused {
                         self.rearm.push(slot);
                     }
                 }
-                libc::ECANCELED => {}
                 _ => self.abort(slot),
             }
             return;
@@ -548,7 +548,10 @@ impl Loop {
         }
         let mut deadline = c.deadline;
         let mut cx = Cx {
-            id: ConnId { slot, generation: c.generation },
+            id: ConnId {
+                slot,
+                generation: c.generation,
+            },
             out: &mut c.out,
             app: &mut self.app,
             now_ms: self.now_ms,
@@ -576,7 +579,10 @@ impl Loop {
             let mut rx = std::mem::take(&mut c.rx);
             let mut deadline = c.deadline;
             let mut cx = Cx {
-                id: ConnId { slot, generation: c.generation },
+                id: ConnId {
+                    slot,
+                    generation: c.generation,
+                },
                 out: &mut c.out,
                 app: &mut self.app,
                 now_ms: self.now_ms,
@@ -679,7 +685,10 @@ impl Loop {
         let c = &mut self.conns[slot as usize];
         let mut deadline = c.deadline;
         let mut cx = Cx {
-            id: ConnId { slot, generation: c.generation },
+            id: ConnId {
+                slot,
+                generation: c.generation,
+            },
             out: &mut c.out,
             app: &mut self.app,
             now_ms: self.now_ms,
@@ -691,8 +700,6 @@ impl Loop {
         if !self.conns[slot as usize].out.is_empty() {
             self.mark_dirty(slot);
         }
-        self.note_writeable(slot);
-        self.check_rx_limit(slot);
         flow
     }
 
@@ -707,14 +714,14 @@ impl Loop {
         if !self.conns[slot as usize].out.is_empty() {
             self.mark_dirty(slot);
         }
-        self.note_writeable(slot);
-        self.check_rx_limit(slot);
         self.apply(slot, flow);
     }
 
     /// Queues the connection for a `writeable` callback if its role asked for one.
     fn note_writeable(&mut self, slot: u32) {
-        let Some(c) = self.conns.get_mut(slot as usize) else { return };
+        let Some(c) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
         if !c.in_wq && c.phase == Phase::Open && c.role.wants_writeable() {
             c.in_wq = true;
             self.wq.push(slot);
@@ -730,6 +737,13 @@ impl Loop {
     }
 
     fn apply(&mut self, slot: u32, flow: Flow) {
+        self.apply_flow(slot, flow);
+        // Whatever the callback changed: a writeable request, rx flow control.
+        self.note_writeable(slot);
+        self.check_rx_limit(slot);
+    }
+
+    fn apply_flow(&mut self, slot: u32, flow: Flow) {
         match flow {
             Flow::Continue => {}
             Flow::Abort => self.abort(slot),
@@ -839,7 +853,13 @@ impl Loop {
         let mut c = self.conns.remove(slot as usize);
         // No op refers to the fd any more: closing it cannot race the kernel.
         drop(owned(c.fd));
-        c.role.on_closed(&mut self.app, ConnId { slot, generation: c.generation });
+        c.role.on_closed(
+            &mut self.app,
+            ConnId {
+                slot,
+                generation: c.generation,
+            },
+        );
         let g = &mut self.app.generations;
         if g.len() <= slot as usize {
             g.resize(slot as usize + 1, 0);
@@ -882,11 +902,17 @@ impl Loop {
         self.for_each_protocol(|p, vh| p.event_wait_cancelled(vh));
     }
 
-    fn for_each_protocol(&mut self, mut f: impl FnMut(&mut dyn crate::api::DynProtocol, &mut crate::api::Vhost<'_>)) {
+    fn for_each_protocol(
+        &mut self,
+        mut f: impl FnMut(&mut dyn crate::api::DynProtocol, &mut crate::api::Vhost<'_>),
+    ) {
         let app = &mut self.app;
         for (i, p) in app.protocols.list.iter_mut().enumerate() {
             if let Some(p) = p.as_mut() {
-                let mut vh = crate::api::Vhost { shared: &mut app.plugin, protocol: i as u16 };
+                let mut vh = crate::api::Vhost {
+                    shared: &mut app.plugin,
+                    protocol: i as u16,
+                };
                 f(p.as_mut(), &mut vh);
             }
         }
@@ -899,14 +925,18 @@ impl Loop {
         self.app.plugin.now_ms = self.now_ms;
         self.app.plugin.now_unix = self.app.now_unix;
         self.refresh_figures();
-        while let Some(std::cmp::Reverse((at, proto, id))) = self.app.plugin.timers.peek().copied() {
+        while let Some(std::cmp::Reverse((at, proto, id))) = self.app.plugin.timers.peek().copied()
+        {
             if at > self.now_ms {
                 break;
             }
             self.app.plugin.timers.pop();
             let app = &mut self.app;
             if let Some(Some(p)) = app.protocols.list.get_mut(proto as usize) {
-                let mut vh = crate::api::Vhost { shared: &mut app.plugin, protocol: proto };
+                let mut vh = crate::api::Vhost {
+                    shared: &mut app.plugin,
+                    protocol: proto,
+                };
                 p.timer(&mut vh, id);
             }
         }
@@ -935,7 +965,10 @@ impl Loop {
                 let slots: Vec<u32> = self
                     .conns
                     .iter_mut()
-                    .filter(|(_, c)| c.phase == Phase::Open && c.role.protocol().is_some_and(|p| all.contains(&p)))
+                    .filter(|(_, c)| {
+                        c.phase == Phase::Open
+                            && c.role.protocol().is_some_and(|p| all.contains(&p))
+                    })
                     .map(|(k, c)| {
                         c.role.request_writeable();
                         k as u32
@@ -946,7 +979,9 @@ impl Loop {
                 }
             }
             for slot in wq {
-                let Some(c) = self.conns.get_mut(slot as usize) else { continue };
+                let Some(c) = self.conns.get_mut(slot as usize) else {
+                    continue;
+                };
                 c.in_wq = false;
                 if c.phase != Phase::Open || !c.role.wants_writeable() {
                     continue;
@@ -986,7 +1021,14 @@ impl Loop {
     fn publish_bus(&mut self) {
         let out = std::mem::take(&mut self.app.plugin.bus_out);
         for (proto, payload) in out {
-            let channel = self.app.protocols.names.get(proto as usize).copied().unwrap_or("").to_string();
+            let channel = self
+                .app
+                .protocols
+                .names
+                .get(proto as usize)
+                .copied()
+                .unwrap_or("")
+                .to_string();
             let msg = lwsd_proto::BusMessage {
                 channel,
                 origin: self.app.index as u16,
@@ -1009,10 +1051,15 @@ impl Loop {
     }
 
     fn deliver_bus(&mut self, msg: lwsd_proto::BusMessage) {
-        let Some(i) = self.app.protocols.index(&msg.channel) else { return };
+        let Some(i) = self.app.protocols.index(&msg.channel) else {
+            return;
+        };
         let app = &mut self.app;
         if let Some(Some(p)) = app.protocols.list.get_mut(i as usize) {
-            let mut vh = crate::api::Vhost { shared: &mut app.plugin, protocol: i };
+            let mut vh = crate::api::Vhost {
+                shared: &mut app.plugin,
+                protocol: i,
+            };
             p.bus(&mut vh, msg.origin as usize, &msg.payload);
         }
     }
