@@ -713,6 +713,10 @@ impl WsConn {
             // RFC 7692 6.2: inflate the message's payload; the tail 00 00 ff ff is
             // appended at its end (7.2.2), `last`. Compressed implies a Pmd (see
             // begin_frame).
+            if chunk.is_empty() && !last {
+                // Nothing to inflate (an empty middle fragment).
+                return Ok(Step::Continue);
+            }
             let pmd = self.pmd.as_mut().ok_or(WsError::RSV_BITS)?;
             if !msg.delivered && self.inflated.capacity() > INFLATE_BUF_KEEP {
                 // A new message: do not keep a previous big message's buffer.
