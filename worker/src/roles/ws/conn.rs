@@ -322,7 +322,8 @@ pub struct WsConn {
     /// permessage-deflate, when negotiated (RFC 7692).
     pmd: Option<Pmd>,
     /// Inflated bytes of the current step of a compressed message, delivered from
-    /// here; at most `min(max_message_size, 1032 * MAX_INFLATE_INPUT_STEP) + 1` bytes.
+    /// here: at most `min(max_message_size + 1, 1032 * MAX_INFLATE_INPUT_STEP + 258)`
+    /// bytes (its capacity may be up to twice that, from geometric growth).
     inflated: Vec<u8>,
 }
 
@@ -879,7 +880,8 @@ impl WsConn {
     /// Compress `payload` as one whole message and queue it as one frame with RSV1
     /// (RFC 7692 6.1, 7.2.1). The DEFLATE output is written after [`MAX_HEADER_LEN`]
     /// bytes of room, the header is written into the end of that room and the buffer is
-    /// sliced from there: one allocation, no copy of the compressed bytes.
+    /// sliced from there, so the compressed bytes are never copied (`Bytes` adds its
+    /// small shared header because the buffer's length differs from its capacity).
     fn send_compressed(&mut self, op: Opcode, payload: &[u8]) {
         let mask = self.next_mask();
         let Some(pmd) = self.pmd.as_mut() else {
