@@ -27,24 +27,43 @@
 //! Time: every entry point that needs it takes `now` in milliseconds; the caller arms a
 //! timer for [`WsConn::next_deadline`] and calls [`WsConn::on_timer`] when it fires.
 //!
-//! permessage-deflate (RFC 7692) is not wired yet: any RSV bit is a protocol error
-//! (section 5.2). The hook is marked `HOOK(pmd)` below: a `compression: Option<Pmd>`
-//! field set from the handshake; in `begin_frame` RSV1 on the first frame of a data
-//! message marks the message compressed (RSV1 on a continuation or control frame stays
-//! 1002, RFC 7692 section 6.1); in `step_payload` a compressed message's unmasked bytes
-//! go through `Pmd::decompress` into an internal buffer and the chunk is delivered from
-//! there (the event already borrows `self`, so only the slice's source changes); UTF-8
-//! validation and the size limit then apply to the inflated bytes; on the send side
-//! `send_frame` compresses a whole message and sets RSV1 on its header.
+//! permessage-deflate (RFC 7692), when the handshake negotiated it and the caller
+//! installed a [`Pmd`] with [`WsConn::set_compression`]:
+//!
+//! - Receiving (RFC 7692 6.1, 6.2): RSV1 on the first frame of a Text/Binary message
+//!   marks the message compressed; RSV1 on a continuation or control frame, or with no
+//!   extension negotiated, fails the connection with 1002 (RFC 6455 5.2). A compressed
+//!   message's payload is unmasked in place, inflated at most
+//!   [`MAX_INFLATE_INPUT_STEP`] wire bytes at a time into one internal buffer, and
+//!   delivered from there; uncompressed messages keep the in-place, no-copy path. The
+//!   configured maximum message size bounds the *inflated* size (1009 as soon as it is
+//!   passed, before the buffer grows past it); UTF-8 validation (RFC 6455 8.1) applies
+//!   to the inflated text. Corrupt DEFLATE data fails with [`PmdError::close_code`]
+//!   (1007, see `deflate.rs`). A step whose input inflates to nothing delivers nothing
+//!   (except the message's last chunk, so `last` is always reported).
+//! - Sending (RFC 7692 6.1 lets every message choose): a whole message
+//!   ([`WsConn::send`], or [`WsConn::send_frame`] with `fin` and not `continuation`) of
+//!   at least [`MIN_COMPRESS_LEN`] bytes is compressed and sent as one frame with RSV1.
+//!   Messages sent as fragments go uncompressed: compressing them would need the whole
+//!   message or a compressor held across calls. [`SharedFrame`]s go uncompressed too,
+//!   so a broadcast is still encoded once and sent as the same bytes to every
+//!   connection; compressing per connection would cost a deflate per recipient.
+//! - Idle memory: [`WsConn::release_idle_memory`] frees the inflate buffer and the
+//!   streams that carry no context between messages (no context takeover), for the
+//!   service loop to call from its idle timer.
+//!
+//! [`Pmd`]: super::deflate::Pmd
+//! [`PmdError::close_code`]: super::deflate::PmdError::close_code
 
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
 
 use bytes::{Bytes, BytesMut};
 
-use super::close::parse_close_body;
+use super::close::{code, parse_close_body};
+use super::deflate::{Pmd, PmdError};
 use super::frame::{
-    DataKind, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, Opcode, Parsed, SharedFrame, encode_close,
+    DataKind, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, Opcode, Parsed, RSV1, SharedFrame, encode_close,
     encode_header, encode_ping, encode_pong, parse_header,
 };
 use super::mask::apply_mask;
@@ -68,6 +87,59 @@ pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 5_000;
 /// sends pings faster than it reads pongs would otherwise grow the queue without bound;
 /// 64 entries hold at most ~8 KiB of pongs (64 * 127 bytes).
 pub const MAX_QUEUED_OUTPUT: usize = 64;
+/// Wire bytes of a compressed message inflated per step. DEFLATE expands at most
+/// 1032:1 (258-byte matches in 2 bits, zlib's documented maximum), so one step inflates
+/// to at most ~4.1 MiB whatever the configured maximum message size is (the smaller of
+/// the two bounds the inflate buffer). 4 KiB keeps that transient peak bounded while a
+/// typical step (JSON, text: 3..10:1) still yields 12..40 KiB per delivered chunk, so
+/// the per-step call overhead stays small against the inflate work.
+pub const MAX_INFLATE_INPUT_STEP: usize = 4096;
+/// The inflate buffer is kept between messages only up to this capacity, so one large
+/// message does not pin megabytes to an idle connection; 64 KiB holds the output of a
+/// typical step with room to spare.
+pub const INFLATE_BUF_KEEP: usize = 64 << 10;
+/// Whole messages shorter than this are sent uncompressed. Measured
+/// (`pmd_tests.rs` `measure_compression`, release, text-like messages, level 1): with no
+/// context takeover DEFLATE makes 4..24-byte messages *bigger* (1.55..1.00 of raw) and
+/// 32 bytes 0.92, at ~1.3 µs each (the stream reset dominates); with context takeover
+/// 16 bytes shrink to 0.45 of raw at ~180 ns, but that saves under 20 bytes, less than
+/// the TCP/IP headers of the packet carrying them. From 32 bytes up the saving grows
+/// with the size (0.32 at 32 bytes, 0.21 at 512 with context takeover).
+pub const MIN_COMPRESS_LEN: usize = 32;
+
+/// RFC 7692 6.1 / RFC 6455 5.2: RSV1 is meaningful only on a message's first frame.
+const RSV1_CONTINUATION: WsError = WsError {
+    code: code::PROTOCOL_ERROR,
+    reason: "RSV1 on a continuation frame",
+};
+/// RFC 7692 6.1: permessage-deflate does not apply to control frames.
+const RSV1_CONTROL: WsError = WsError {
+    code: code::PROTOCOL_ERROR,
+    reason: "RSV1 on a control frame",
+};
+
+/// RFC 7692 section 8: a message that fails to inflate fails the connection, with the
+/// code `PmdError::close_code` chooses (1009 too big, 1007 corrupt).
+fn pmd_error(e: PmdError) -> WsError {
+    WsError {
+        code: e.close_code(),
+        reason: match e {
+            PmdError::TooBig => "inflated message too big",
+            PmdError::Corrupt => "invalid compressed data",
+        },
+    }
+}
+
+/// Largest wire size of a compressed message whose inflated size is at most `max`.
+/// Encoders do not always fall back to stored blocks on incompressible data: coded
+/// with the fixed Huffman code (RFC 1951 3.2.6) every literal 144..=255 takes 9 bits,
+/// so a message can grow to 9/8 of its size (zlib-rs at level 1 does this: +5.5% on
+/// random bytes, measured in `pmd_tests.rs`), plus block headers and the flush.
+/// `max / 8 + 64` covers both; a sane encoder never needs more for a message that
+/// inflates to a legal size.
+fn compressed_wire_limit(max: u64) -> u64 {
+    max.saturating_add(max / 8).saturating_add(64)
+}
 
 /// Per-connection limits and timers. Every field has a default (see the constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +257,8 @@ pub enum Action {
 struct RxFrame {
     opcode: Opcode,
     fin: bool,
+    /// The frame belongs to a compressed message (RFC 7692 6.2).
+    compressed: bool,
     mask: Option<[u8; 4]>,
     /// Offset in the payload modulo 4, for unmasking a payload split across reads.
     phase: u8,
@@ -195,6 +269,9 @@ struct RxFrame {
 #[derive(Debug)]
 struct RxMsg {
     binary: bool,
+    /// RSV1 was set on its first frame (RFC 7692 6.1): the payload is DEFLATE data.
+    compressed: bool,
+    /// Wire payload bytes so far (compressed bytes for a compressed message).
     total: u64,
     /// A chunk of it was delivered already (so the next is not `first`).
     delivered: bool,
@@ -213,6 +290,8 @@ enum Step {
         last: bool,
         binary: bool,
         remaining: u64,
+        /// `start..end` index the inflate buffer, not the input.
+        inflated: bool,
     },
     Pong,
     Close(Option<u16>),
@@ -240,6 +319,12 @@ pub struct WsConn {
     tx_msg: Option<DataKind>,
     /// splitmix64 state for client masking keys.
     mask_state: u64,
+    /// permessage-deflate, when negotiated (RFC 7692).
+    pmd: Option<Pmd>,
+    /// Inflated bytes of the current step of a compressed message, delivered from
+    /// here: at most `min(max_message_size + 1, 1032 * MAX_INFLATE_INPUT_STEP + 258)`
+    /// bytes (its capacity may be up to twice that, from geometric growth).
+    inflated: Vec<u8>,
 }
 
 impl WsConn {
@@ -261,7 +346,46 @@ impl WsConn {
             out: VecDeque::new(),
             tx_msg: None,
             mask_state: 0,
+            pmd: None,
+            inflated: Vec::new(),
         }
+    }
+
+    /// Turn on permessage-deflate with the state for the parameters the opening
+    /// handshake negotiated (`negotiate_server` / `client_accept` in `deflate.rs`).
+    /// Call it before any data frame is exchanged: from then on RSV1 marks compressed
+    /// messages both ways (RFC 7692 6).
+    pub fn set_compression(&mut self, pmd: Pmd) {
+        self.pmd = Some(pmd);
+    }
+
+    /// The permessage-deflate state, when negotiated.
+    pub fn compression(&self) -> Option<&Pmd> {
+        self.pmd.as_ref()
+    }
+
+    /// Free memory that an idle connection does not need: the inflate buffer, and the
+    /// deflate/inflate streams that carry no context between messages (RFC 7692 7.1.1
+    /// no context takeover; streams with context takeover hold the shared window and are
+    /// kept). For the service loop's idle timer. Returns whether anything was freed.
+    pub fn release_idle_memory(&mut self) -> bool {
+        let mut freed = false;
+        if self.inflated.capacity() != 0 {
+            // Holds nothing between steps: a delivered chunk's borrow has ended.
+            self.inflated = Vec::new();
+            freed = true;
+        }
+        if let Some(p) = self.pmd.as_mut() {
+            // Keeps the decompressor of a message still being received.
+            freed |= p.release_idle();
+        }
+        freed
+    }
+
+    /// Heap bytes held for receiving compressed messages (the inflate buffer's
+    /// capacity; the zlib streams are not counted), for memory accounting and tests.
+    pub fn inflate_buffer_capacity(&self) -> usize {
+        self.inflated.capacity()
     }
 
     pub fn server(cfg: WsConfig, now: u64) -> WsConn {
@@ -339,10 +463,13 @@ impl WsConn {
                 last,
                 binary,
                 remaining,
+                inflated,
             } => {
                 let input: &'a [u8] = input;
+                let this: &'a Self = self;
+                let src: &'a [u8] = if inflated { &this.inflated } else { input };
                 Some(Event::Data(DataChunk {
-                    payload: input.get(start..end).unwrap_or_default(),
+                    payload: src.get(start..end).unwrap_or_default(),
                     first,
                     last,
                     binary,
@@ -460,11 +587,18 @@ impl WsConn {
 
     fn begin_frame(&mut self, h: super::FrameHeader) -> Result<Step, WsError> {
         // 5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
-        // meanings for non-zero values". HOOK(pmd): accept RSV1 here on the first
-        // frame of a Text/Binary message when compression is negotiated.
-        if h.rsv != 0 {
-            return Err(WsError::RSV_BITS);
-        }
+        // meanings for non-zero values". RFC 7692 6: permessage-deflate gives RSV1 a
+        // meaning on the first frame of a data message only (6.1: "the RSV1 bit is set
+        // only on the first frame"; a control frame with RSV1 is an error too).
+        let compressed = match h.rsv {
+            0 => false,
+            RSV1 if self.pmd.is_some() => match h.opcode {
+                Opcode::Text | Opcode::Binary => true,
+                Opcode::Continuation => return Err(RSV1_CONTINUATION),
+                _ => return Err(RSV1_CONTROL),
+            },
+            _ => return Err(WsError::RSV_BITS),
+        };
         // 5.1: a server MUST close on an unmasked client frame; a client MUST close on
         // a masked server frame.
         match (self.side, h.mask.is_some()) {
@@ -472,6 +606,7 @@ impl WsConn {
             (Side::Client, true) => return Err(WsError::MASKED),
             _ => {}
         }
+        let mut frame_compressed = false;
         if h.opcode.is_control() {
             // 5.5: control frames may be injected between fragments; they do not touch
             // the message state.
@@ -484,20 +619,31 @@ impl WsConn {
                 (_, Some(_)) => return Err(WsError::MESSAGE_OPEN),
                 (op, msg @ None) => msg.insert(RxMsg {
                     binary: op == Opcode::Binary,
+                    compressed,
                     total: 0,
                     delivered: false,
                     utf8: Utf8Validator::new(),
                 }),
             };
             msg.total = msg.total.saturating_add(h.len);
-            // 7.4.1 (1009): refuse as soon as the announced size exceeds the limit.
-            if msg.total > self.cfg.max_message_size.get() {
+            frame_compressed = msg.compressed;
+            let max = self.cfg.max_message_size.get();
+            // 7.4.1 (1009): refuse as soon as the announced size exceeds the limit. A
+            // compressed message is bounded on its inflated size (as it inflates); its
+            // wire size may exceed that by DEFLATE's overhead on incompressible data.
+            let limit = if msg.compressed {
+                compressed_wire_limit(max)
+            } else {
+                max
+            };
+            if msg.total > limit {
                 return Err(WsError::TOO_BIG);
             }
         }
         self.rx = Some(RxFrame {
             opcode: h.opcode,
             fin: h.fin,
+            compressed: frame_compressed,
             mask: h.mask,
             phase: 0,
             remaining: h.len,
@@ -510,7 +656,12 @@ impl WsConn {
             return Ok(Step::Continue);
         };
         let start = (*pos).min(input.len());
-        let avail = f.remaining.min((input.len() - start) as u64) as usize;
+        let mut avail = f.remaining.min((input.len() - start) as u64) as usize;
+        if f.compressed {
+            // Bounds what one step inflates (see MAX_INFLATE_INPUT_STEP); the rest of
+            // the input stays masked in the caller's buffer for the next step.
+            avail = avail.min(MAX_INFLATE_INPUT_STEP);
+        }
         if avail == 0 && f.remaining != 0 {
             return Ok(Step::NeedInput);
         }
@@ -559,19 +710,44 @@ impl WsConn {
             }
             return Ok(Step::Continue);
         }
-        // HOOK(pmd): a compressed message inflates `chunk` here into an internal
-        // buffer, and the validation and delivery below use that buffer instead.
+        let (data, inflated): (&[u8], bool) = if msg.compressed {
+            // RFC 7692 6.2: inflate the message's payload; the tail 00 00 ff ff is
+            // appended at its end (7.2.2), `last`. Compressed implies a Pmd (see
+            // begin_frame).
+            if chunk.is_empty() && !last {
+                // Nothing to inflate (an empty middle fragment).
+                return Ok(Step::Continue);
+            }
+            let pmd = self.pmd.as_mut().ok_or(WsError::RSV_BITS)?;
+            if !msg.delivered && self.inflated.capacity() > INFLATE_BUF_KEEP {
+                // A new message: do not keep a previous big message's buffer.
+                self.inflated = Vec::new();
+            }
+            self.inflated.clear();
+            let max = usize::try_from(self.cfg.max_message_size.get()).unwrap_or(usize::MAX);
+            pmd.decompress(chunk, last, &mut self.inflated, max)
+                .map_err(pmd_error)?;
+            (&self.inflated, true)
+        } else {
+            (chunk, false)
+        };
         if !msg.binary {
             // 8.1: fail as soon as the text can not be valid UTF-8.
-            msg.utf8.feed(chunk).map_err(|_| WsError::TEXT_UTF8)?;
+            msg.utf8.feed(data).map_err(|_| WsError::TEXT_UTF8)?;
             if last {
                 msg.utf8.finish().map_err(|_| WsError::TEXT_UTF8)?;
             }
         }
-        if avail == 0 && msg.delivered && !last {
-            // An empty middle fragment carries nothing to report.
+        if data.is_empty() && !last && (msg.delivered || inflated) {
+            // An empty middle piece carries nothing to report (for a compressed
+            // message also at its start: `first` goes with the first bytes).
             return Ok(Step::Continue);
         }
+        let (start, end) = if inflated {
+            (0, data.len())
+        } else {
+            (start, end)
+        };
         let first = !msg.delivered;
         msg.delivered = true;
         let binary = msg.binary;
@@ -585,6 +761,7 @@ impl WsConn {
             last,
             binary,
             remaining,
+            inflated,
         })
     }
 
@@ -654,6 +831,11 @@ impl WsConn {
     /// server queues `[header, payload]` without copying the payload; a client copies
     /// it once to mask it (section 5.3). Text payloads are sent as given: the caller
     /// is responsible for their UTF-8 validity.
+    ///
+    /// With permessage-deflate on, a whole message (`fin` and not `continuation`) of at
+    /// least [`MIN_COMPRESS_LEN`] bytes is compressed into one buffer (header room in
+    /// front, so header and payload leave as one piece) and sent with RSV1 (RFC 7692
+    /// 6.1); fragments go uncompressed (see the module docs).
     pub fn send_frame(
         &mut self,
         kind: DataKind,
@@ -671,6 +853,10 @@ impl WsConn {
             (true, None) => return Err(UsageError::NoMessageInProgress),
         };
         self.tx_msg = if fin { None } else { Some(kind) };
+        if fin && !continuation && payload.len() >= MIN_COMPRESS_LEN && self.pmd.is_some() {
+            self.send_compressed(op, &payload);
+            return Ok(());
+        }
         match self.next_mask() {
             None => {
                 let h = encode_header(fin, 0, op, None, payload.len() as u64);
@@ -691,12 +877,38 @@ impl WsConn {
         Ok(())
     }
 
+    /// Compress `payload` as one whole message and queue it as one frame with RSV1
+    /// (RFC 7692 6.1, 7.2.1). The DEFLATE output is written after [`MAX_HEADER_LEN`]
+    /// bytes of room, the header is written into the end of that room and the buffer is
+    /// sliced from there, so the compressed bytes are never copied (`Bytes` adds its
+    /// small shared header because the buffer's length differs from its capacity).
+    fn send_compressed(&mut self, op: Opcode, payload: &[u8]) {
+        let mask = self.next_mask();
+        let Some(pmd) = self.pmd.as_mut() else {
+            return;
+        };
+        // Pmd::compress reserves `len + 64` more; ask for it all at once.
+        let mut buf = Vec::with_capacity(MAX_HEADER_LEN + payload.len() + 64);
+        buf.resize(MAX_HEADER_LEN, 0);
+        pmd.compress(payload, &mut buf);
+        let clen = buf.len() - MAX_HEADER_LEN;
+        let h = encode_header(true, RSV1, op, mask, clen as u64);
+        let hstart = MAX_HEADER_LEN - h.len();
+        buf[hstart..MAX_HEADER_LEN].copy_from_slice(&h);
+        if let Some(m) = mask {
+            apply_mask(&mut buf[MAX_HEADER_LEN..], m, 0);
+        }
+        self.out.push_back(Bytes::from(buf).slice(hstart..));
+    }
+
     /// Queue a whole (single-frame) message.
     pub fn send(&mut self, kind: DataKind, payload: Bytes) -> Result<(), UsageError> {
         self.send_frame(kind, false, true, payload)
     }
 
-    /// Queue a frame encoded once for many connections (server side only).
+    /// Queue a frame encoded once for many connections (server side only). It is sent
+    /// as encoded, uncompressed even when permessage-deflate is on (RFC 7692 6.1 lets
+    /// each message choose), so a broadcast stays one encoding shared by all.
     pub fn send_shared(&mut self, f: &SharedFrame) -> Result<(), UsageError> {
         if self.side != Side::Server {
             return Err(UsageError::SharedFrameOnClient);

@@ -31,6 +31,8 @@ pub mod mask;
 pub mod utf8;
 
 #[cfg(test)]
+mod pmd_tests;
+#[cfg(test)]
 mod tests;
 
 pub use assemble::{AssembledMessage, MessageAssembler};

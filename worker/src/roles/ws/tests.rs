@@ -9,10 +9,10 @@ use super::conn::MAX_QUEUED_OUTPUT;
 use super::mask::apply_mask;
 use super::*;
 
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+pub(super) const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// A frame as a client sends it (masked with KEY), or unmasked with `mask = None`.
-fn frame(fin: bool, op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+pub(super) fn frame(fin: bool, op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut v = vec![(u8::from(fin) << 7) | op];
     let mbit = if mask.is_some() { 0x80 } else { 0 };
     let len = payload.len();
@@ -39,12 +39,12 @@ fn frame(fin: bool, op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
     v
 }
 
-fn cf(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+pub(super) fn cf(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
     frame(fin, op, payload, Some(KEY))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Ev {
+pub(super) enum Ev {
     Data {
         payload: Vec<u8>,
         first: bool,
@@ -58,7 +58,7 @@ enum Ev {
     Err(WsError),
 }
 
-fn own(e: Event<'_>) -> Ev {
+pub(super) fn own(e: Event<'_>) -> Ev {
     match e {
         Event::Data(d) => Ev::Data {
             payload: d.payload.to_vec(),
@@ -74,7 +74,7 @@ fn own(e: Event<'_>) -> Ev {
 }
 
 /// Feed `pieces` in order (as separate reads) and record every event; stops at an error.
-fn run(c: &mut WsConn, pieces: &[&[u8]]) -> Vec<Ev> {
+pub(super) fn run(c: &mut WsConn, pieces: &[&[u8]]) -> Vec<Ev> {
     let mut evs = Vec::new();
     for p in pieces {
         let mut buf = p.to_vec();
@@ -98,11 +98,11 @@ fn run(c: &mut WsConn, pieces: &[&[u8]]) -> Vec<Ev> {
     evs
 }
 
-fn server() -> WsConn {
+pub(super) fn server() -> WsConn {
     WsConn::server(WsConfig::default(), 0)
 }
 
-fn output(c: &mut WsConn) -> Vec<u8> {
+pub(super) fn output(c: &mut WsConn) -> Vec<u8> {
     let mut v = Vec::new();
     while let Some(b) = c.poll_transmit() {
         v.extend_from_slice(&b);
@@ -111,7 +111,7 @@ fn output(c: &mut WsConn) -> Vec<u8> {
 }
 
 /// Whole messages and control events, independent of how the data was chunked.
-fn normalize(evs: &[Ev]) -> Vec<Ev> {
+pub(super) fn normalize(evs: &[Ev]) -> Vec<Ev> {
     let mut out = Vec::new();
     let mut cur: Option<(Vec<u8>, bool)> = None;
     for e in evs {
@@ -146,7 +146,7 @@ fn normalize(evs: &[Ev]) -> Vec<Ev> {
     out
 }
 
-fn whole(payload: &[u8], binary: bool) -> Ev {
+pub(super) fn whole(payload: &[u8], binary: bool) -> Ev {
     Ev::Data {
         payload: payload.to_vec(),
         first: true,
@@ -716,15 +716,15 @@ fn longest_header_split_everywhere() {
 }
 
 /// A tiny deterministic PRNG for the randomized tests (no dependency).
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
