@@ -30,6 +30,9 @@ pub struct WorkerConfig {
     pub ws_default: Option<String>,
     /// Log verbosity bitfield, as lws' `-d` (1 err, 2 warn, 4 notice, 8 info, ...).
     pub log_level: u32,
+    /// Negotiate permessage-deflate with clients that offer it (`--no-ws-deflate` turns
+    /// it off: each compressing connection costs ~400 KiB while it holds a compressor).
+    pub ws_deflate: bool,
     /// How many workers the supervisor runs (status protocols report it).
     pub workers: usize,
     /// Per-protocol options (lws pvos): protocol name -> option -> value.
@@ -51,6 +54,7 @@ impl Default for WorkerConfig {
             keepalive_timeout: Duration::from_secs(60),
             ws_default: None,
             log_level: 7,
+            ws_deflate: true,
             workers: 1,
             protocol_options: Default::default(),
         }

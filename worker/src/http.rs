@@ -27,7 +27,7 @@ use crate::roles::h1::{
     Version,
 };
 use crate::roles::ws::conn::WsConn;
-use crate::roles::ws::handshake;
+use crate::roles::ws::{deflate, handshake};
 use crate::service::conn::OutQueue;
 use crate::service::{Cx, Flow, Role, RoleFactory};
 use crate::vhost::{Route, Vhost};
@@ -411,12 +411,24 @@ impl HttpConn {
                 // A client naming no protocol gets the default, else the first one (lws
                 // binds such a client to the vhost's first protocol).
                 let proto = acc.protocol.and_then(|n| protos.index(n)).unwrap_or(0);
-                let resp =
-                    handshake::server_response_head(&acc.accept_key, acc.response_protocol(), None);
+                // permessage-deflate (RFC 7692) when offered and allowed.
+                let pmd = if cx.app.config.ws_deflate {
+                    deflate::negotiate_server(&acc.extensions_offer, &deflate::PmdPolicy::default())
+                } else {
+                    None
+                };
+                let resp = handshake::server_response_head(
+                    &acc.accept_key,
+                    acc.response_protocol(),
+                    pmd.as_ref().map(|(_, h)| h.as_str()),
+                );
                 cx.out.push(Bytes::from(resp));
                 count_status(cx.app, 101);
                 let cfg = cx.app.config.ws_config();
-                let ws = WsConn::server(cfg, cx.now_ms);
+                let mut ws = WsConn::server(cfg, cx.now_ms);
+                if let Some((params, _)) = pmd {
+                    ws.set_compression(deflate::Pmd::new(deflate::Side::Server, &params));
+                }
                 self.closing = true; // this role is done with the connection
                 Some(Flow::Upgrade(Box::new(WsRole::new(ws, proto))))
             }
