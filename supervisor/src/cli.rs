@@ -77,6 +77,25 @@ pub struct Cli {
     #[arg(long = "header-timeout", value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub header_timeout: Option<u64>,
+
+    /// Largest WebSocket message accepted, in bytes (bigger: close 1009) [default: 16 MiB].
+    #[arg(long = "ws-max-message", value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
+    pub ws_max_message: Option<u64>,
+
+    /// Seconds of WebSocket silence before a PING is sent; 0 turns it off [default: 300].
+    #[arg(long = "ws-ping-interval", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
+    pub ws_ping_interval: Option<u64>,
+
+    /// Seconds to wait for any frame after that PING before hanging up [default: 10].
+    #[arg(long = "ws-pong-timeout", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub ws_pong_timeout: Option<u64>,
+
+    /// Do not negotiate permessage-deflate (saves ~400 KiB per compressing connection).
+    #[arg(long = "no-ws-deflate")]
+    pub no_ws_deflate: bool,
 }
 
 /// `--metrics-addr`: where the Prometheus endpoint listens, if anywhere.
@@ -165,6 +184,16 @@ impl Cli {
         if let Some(s) = self.header_timeout {
             c.header_timeout = Duration::from_secs(s);
         }
+        if let Some(n) = self.ws_max_message {
+            c.ws_max_message = n;
+        }
+        if let Some(s) = self.ws_ping_interval {
+            c.ws_ping_interval = (s > 0).then(|| Duration::from_secs(s));
+        }
+        if let Some(s) = self.ws_pong_timeout {
+            c.ws_pong_timeout = Duration::from_secs(s);
+        }
+        c.ws_deflate = !self.no_ws_deflate;
         c
     }
 }

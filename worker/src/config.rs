@@ -30,6 +30,12 @@ pub struct WorkerConfig {
     pub ws_default: Option<String>,
     /// Log verbosity bitfield, as lws' `-d` (1 err, 2 warn, 4 notice, 8 info, ...).
     pub log_level: u32,
+    /// Largest WebSocket message accepted (bytes); bigger closes with 1009.
+    pub ws_max_message: u64,
+    /// Silence before a keepalive PING (lws' validity tracking); `None`: no pings.
+    pub ws_ping_interval: Option<Duration>,
+    /// Wait for any frame after that PING before hanging up.
+    pub ws_pong_timeout: Duration,
     /// Negotiate permessage-deflate with clients that offer it (`--no-ws-deflate` turns
     /// it off: each compressing connection costs ~400 KiB while it holds a compressor).
     pub ws_deflate: bool,
@@ -54,6 +60,11 @@ impl Default for WorkerConfig {
             keepalive_timeout: Duration::from_secs(60),
             ws_default: None,
             log_level: 7,
+            ws_max_message: crate::roles::ws::conn::DEFAULT_MAX_MESSAGE_SIZE,
+            ws_ping_interval: Some(Duration::from_millis(
+                crate::roles::ws::conn::DEFAULT_PING_INTERVAL_MS,
+            )),
+            ws_pong_timeout: Duration::from_millis(crate::roles::ws::conn::DEFAULT_PONG_TIMEOUT_MS),
             ws_deflate: true,
             workers: 1,
             protocol_options: Default::default(),
@@ -64,6 +75,13 @@ impl Default for WorkerConfig {
 impl WorkerConfig {
     /// The WebSocket limits and timers every connection gets.
     pub fn ws_config(&self) -> crate::roles::ws::conn::WsConfig {
-        crate::roles::ws::conn::WsConfig::default()
+        let d = crate::roles::ws::conn::WsConfig::default();
+        crate::roles::ws::conn::WsConfig {
+            max_message_size: std::num::NonZeroU64::new(self.ws_max_message)
+                .unwrap_or(d.max_message_size),
+            ping_interval_ms: self.ws_ping_interval.map(|i| i.as_millis() as u64),
+            pong_timeout_ms: self.ws_pong_timeout.as_millis() as u64,
+            ..d
+        }
     }
 }

@@ -1142,7 +1142,8 @@ impl Loop {
             ws_bytes_rx: s.ws_bytes_rx,
             ws_bytes_tx: s.ws_bytes_tx,
             loop_stall_ns: s.loop_stall_ns,
-            ..Default::default()
+            cpu_ns: process_cpu_ns(),
+            rss_bytes: process_rss_bytes(),
         };
         let mut buf = Vec::with_capacity(256);
         if lwsd_proto::FromWorker::Stats(stats)
@@ -1153,6 +1154,34 @@ impl Loop {
             let _ = lwsd_proto::send(fd.as_fd(), &buf, &[]);
         }
     }
+}
+
+/// User + system CPU time of this process (getrusage), in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let ns = |t: nix::sys::time::TimeVal| {
+                t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000
+            };
+            ns(u.user_time()) + ns(u.system_time())
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Resident set size of this process (/proc/self/statm), in bytes.
+fn process_rss_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // x86-64 and aarch64 Linux default page size; statm counts pages.
+    pages * 4096
 }
 
 fn into_raw(fd: OwnedFd) -> i32 {
