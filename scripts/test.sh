@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# lwsd's whole test suite: formatting, lints, unit + end-to-end tests against the real
-# binary. Installs missing test tools first (scripts/install-deps.sh).
+# lwsd's whole test suite: formatting, lints, unit and end-to-end tests against the real
+# binary, the demo page in headless Chromium, and the Autobahn WebSocket testsuite.
+# Installs missing test tools first (scripts/install-deps.sh). `--quick` runs the
+# Autobahn cases without compression only (301 cases instead of 517).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+QUICK=""
+[ "${1:-}" = "--quick" ] && QUICK="--quick"
 bash scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"; cargo test --workspace
+echo "== release build"; cargo build --release -p lwsd -p lwsd-load
+echo "== browser"; bash scripts/browser-test.sh target/release/lwsd
+echo "== autobahn"; bash scripts/autobahn.sh $QUICK target/release/lwsd

@@ -203,6 +203,9 @@ struct Worker {
     congested: bool,
     /// Saw Hello from the current process.
     ready: bool,
+    /// Some process at this index got as far as Hello: a later exit is a crash to
+    /// restart, not a start-up failure.
+    ever_ready: bool,
     /// Connections assigned to the current process (for [`Load`]).
     assigned: u64,
     /// When this index was last restarted (the initial start does not count).
@@ -223,6 +226,7 @@ impl Worker {
             usable: false,
             congested: false,
             ready: false,
+            ever_ready: false,
             assigned: 0,
             last_restart: None,
             restart_at: None,
@@ -241,6 +245,8 @@ enum State {
 /// The supervisor loop and all it owns.
 pub struct Supervisor {
     ring: IoUring,
+    /// Set when a worker could not start: the supervisor stops and exits with it.
+    failed: Option<String>,
     listeners: Vec<Option<Listener>>,
     accept_armed: Vec<bool>,
     workers: Vec<Worker>,
@@ -312,6 +318,7 @@ impl Supervisor {
         let n_listeners = listeners.len();
         let mut s = Supervisor {
             ring,
+            failed: None,
             listeners: listeners.into_iter().map(Some).collect(),
             accept_armed: vec![false; n_listeners],
             workers: (0..workers).map(|_| Worker::new()).collect(),
@@ -434,6 +441,9 @@ impl Supervisor {
             if matches!(self.state, State::Draining { .. })
                 && self.workers.iter().all(|w| w.pid.is_none())
             {
+                if let Some(why) = self.failed.take() {
+                    return Err(io::Error::other(why));
+                }
                 log!(NOTICE, "all workers exited; bye");
                 return Ok(());
             }
@@ -728,6 +738,7 @@ impl Supervisor {
                     log!(WARN, "worker {w} says it is index {index}");
                 }
                 self.workers[w].ready = true;
+                self.workers[w].ever_ready = true;
             }
             FromWorker::Stats(s) => self.metrics.workers[w].update(&s),
             FromWorker::Bus(mut b) => {
@@ -819,6 +830,16 @@ impl Supervisor {
             return;
         };
         let draining = matches!(self.state, State::Draining { .. });
+        if !draining && !self.workers[w].ever_ready && how.starts_with("exited") {
+            // It never got to serve: a start-up error (io_uring unavailable, a bad
+            // document root, ...) that a restart would only repeat. Its own error line
+            // is above; stop everything and exit with failure.
+            log!(ERR, "worker {w} (pid {pid}) failed to start ({how}); stopping");
+            self.failed = Some(format!("worker {w} failed to start; see its error above"));
+            self.workers[w].pid = None;
+            self.begin_shutdown(now);
+            return;
+        }
         if draining {
             log!(INFO, "worker {w} (pid {pid}) {how}");
         } else {

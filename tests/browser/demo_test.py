@@ -365,6 +365,12 @@ async def check_mirror(a: Page, b: Page) -> str:
     )
 
 
+async def page_worker(p: Page):
+    """The worker serving page `p`'s status connection (`you.worker`), once known."""
+    await p.wait_for("lwsdDemo.status.messages > 0", "a server-status message", STATUS_TIMEOUT_S)
+    return await p.eval("lwsdDemo.status.youWorker")
+
+
 async def check_status(a: Page, b: Page, expect_different: bool) -> str:
     workers = []
     for p in (a, b):
@@ -439,6 +445,16 @@ async def run(args) -> list[str]:
             try:
                 a = await open_page(cdp, "A", url)
                 b = await open_page(cdp, "B", url)
+                if args.expect_different_workers:
+                    # The supervisor gives each connection to the least-loaded worker, so
+                    # which worker a page's sockets land on is not fixed: open more pages
+                    # (the earlier ones stay open and load their worker) until one is
+                    # served by another worker than A, then test A against that one.
+                    for attempt in range(2, 10):
+                        wa, wb = await page_worker(a), await page_worker(b)
+                        if wa is not None and wb is not None and wa != wb:
+                            break
+                        b = await open_page(cdp, f"B{attempt}", url)
                 transport = await a.eval("lwsdDemo.transport")
                 ok(f"page {url} loaded over {transport}")
                 if args.expect_transport and transport != args.expect_transport:
