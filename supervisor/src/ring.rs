@@ -834,7 +834,10 @@ impl Supervisor {
             // It never got to serve: a start-up error (io_uring unavailable, a bad
             // document root, ...) that a restart would only repeat. Its own error line
             // is above; stop everything and exit with failure.
-            log!(ERR, "worker {w} (pid {pid}) failed to start ({how}); stopping");
+            log!(
+                ERR,
+                "worker {w} (pid {pid}) failed to start ({how}); stopping"
+            );
             self.failed = Some(format!("worker {w} failed to start; see its error above"));
             self.workers[w].pid = None;
             self.begin_shutdown(now);
