@@ -26,7 +26,7 @@
 //! their runtime and allocate per request; this one must answer a cache hit from the
 //! io_uring loop's thread with no syscall and no allocation.
 
-pub mod date;
+pub use crate::roles::h1::date;
 pub mod path;
 pub mod range;
 pub mod validators;

@@ -35,7 +35,7 @@ pub mod response;
 mod tests;
 
 pub use chunked::{CHUNK_END, LAST_CHUNK, MAX_CHUNK_LINE, write_chunk, write_chunk_header};
-pub use date::{DateCache, format_imf_fixdate, parse_http_date};
+pub use date::{DateCache, HTTP_DATE_LEN, fmt_http_date, parse_http_date};
 pub use parse::{
     BodyKind, HEADER_SLOTS, Hdr, HeaderIter, Method, RequestHead, RequestHeadRef, TargetForm,
     Upgrade, Version,
