@@ -276,14 +276,18 @@ impl Vhost<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BusTooBig(pub usize);
 
-/// A connection's per-callback state (flags the loop reads afterwards).
-#[derive(Clone, Copy, Debug, Default)]
+/// A connection's per-callback state (flags the loop reads afterwards). 16 bytes: the
+/// requested close is boxed because it is rare and a `Close` is 24 bytes (its reason is
+/// a `&'static str`), which every idle connection would otherwise carry.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ConnFlags {
     pub want_writeable: bool,
     pub rx_disabled: bool,
     pub in_writeable: bool,
     pub wrote: bool,
-    pub close: Option<Close>,
+    /// `established` ran (the WebSocket role's session exists, or it refused).
+    pub established: bool,
+    pub close: Option<Box<Close>>,
 }
 
 /// A WebSocket connection as its protocol's callbacks see it (lws' `wsi`).
@@ -320,7 +324,7 @@ impl<'a> Conn<'a> {
 
     /// Starts the close handshake with `close`'s code after this callback.
     pub fn close(&mut self, close: Close) {
-        self.flags.close = Some(close);
+        self.flags.close = Some(Box::new(close));
     }
 
     /// Bytes queued on this connection and not yet sent.
@@ -336,18 +340,18 @@ impl<'a> Conn<'a> {
             WriteKind::Binary => (DataKind::Binary, false),
             WriteKind::Continuation => (DataKind::Binary, true),
         };
-        self.with_writer(|ws| ws.send_frame(dk, cont, fin, data))
+        self.with_writer(|ws, out| ws.send_frame_into(dk, cont, fin, data, out))
     }
 
     /// Sends a whole message encoded once for many connections (a broadcast: the bytes
     /// are shared, not copied). Only inside `writeable`, once.
     pub fn write_shared(&mut self, frame: &SharedFrame) -> Result<(), WriteError> {
-        self.with_writer(|ws| ws.send_shared(frame))
+        self.with_writer(|ws, out| ws.send_shared_into(frame, out))
     }
 
     fn with_writer(
         &mut self,
-        f: impl FnOnce(&mut WsConn) -> Result<(), crate::roles::ws::UsageError>,
+        f: impl FnOnce(&mut WsConn, &mut OutQueue) -> Result<(), crate::roles::ws::UsageError>,
     ) -> Result<(), WriteError> {
         if self.flags.wrote {
             return Err(WriteError::AlreadyWrote);
@@ -355,8 +359,8 @@ impl<'a> Conn<'a> {
         let Some(ws) = self.ws.as_deref_mut() else {
             return Err(WriteError::NotWriteable);
         };
-        f(ws).map_err(map_usage)?;
-        ws.drain_output(self.out);
+        // The frame goes straight to the connection's output queue.
+        f(ws, self.out).map_err(map_usage)?;
         self.flags.wrote = true;
         Ok(())
     }

@@ -23,14 +23,13 @@ use crate::service::{Cx, Flow, Role};
 /// drains (control-frame replies to a peer that does not read).
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
 
-/// One WebSocket connection bound to its protocol.
+/// One WebSocket connection bound to its protocol: 120 bytes, and no heap of its own
+/// while idle (the protocol's session is the one other allocation).
 pub struct WsRole {
     ws: WsConn,
-    proto: u16,
     session: Option<Box<dyn Any>>,
     flags: ConnFlags,
-    /// `established` ran (the session exists).
-    established: bool,
+    proto: u16,
 }
 
 impl WsRole {
@@ -40,7 +39,6 @@ impl WsRole {
             proto,
             session: None,
             flags: ConnFlags::default(),
-            established: false,
         }
     }
 
@@ -72,7 +70,7 @@ impl WsRole {
     }
 
     fn establish(&mut self, cx: &mut Cx<'_>) -> Option<Flow> {
-        self.established = true;
+        self.flags.established = true;
         let app = &mut *cx.app;
         let Some(proto) = app
             .protocols
@@ -104,8 +102,7 @@ impl WsRole {
 
     /// Starts the close handshake with `c` (or, if it is already under way, waits).
     fn fail(&mut self, cx: &mut Cx<'_>, c: Close) -> Flow {
-        let _ = self.ws.close(c.code, c.reason, cx.now_ms);
-        self.ws.drain_output(cx.out);
+        let _ = self.ws.close_into(c.code, c.reason, cx.now_ms, cx.out);
         self.after(cx)
     }
 
@@ -113,9 +110,8 @@ impl WsRole {
     /// whether the connection is finished.
     fn after(&mut self, cx: &mut Cx<'_>) -> Flow {
         if let Some(c) = self.flags.close.take() {
-            let _ = self.ws.close(c.code, c.reason, cx.now_ms);
+            let _ = self.ws.close_into(c.code, c.reason, cx.now_ms, cx.out);
         }
-        self.ws.drain_output(cx.out);
         *cx.deadline = self.ws.next_deadline().unwrap_or(u64::MAX);
         if self.ws.state() == WsState::Closed {
             // The closing handshake is over (or the peer failed it): the server closes
@@ -128,19 +124,18 @@ impl WsRole {
 
 impl Role for WsRole {
     fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
-        if !self.established
+        if !self.flags.established
             && let Some(flow) = self.establish(cx)
         {
             return (data.len(), flow);
         }
         let mut pos = 0;
         while pos < data.len() && self.wants_input() && cx.out.len() < OUT_HIGH_WATER {
-            let prog = match self.ws.process(&mut data[pos..], cx.now_ms) {
+            let prog = match self.ws.process_into(&mut data[pos..], cx.now_ms, cx.out) {
                 Ok(p) => p,
                 Err(_) => {
                     // A protocol error: the close frame (1002/1007/1009) is queued and the
                     // state is Closed. Nothing more is read.
-                    self.ws.drain_output(cx.out);
                     return (data.len(), Flow::CloseAfterFlush { linger: true });
                 }
             };
@@ -185,7 +180,7 @@ impl Role for WsRole {
                 },
             };
             if let Err(c) = proto.receive(&mut conn, session.as_mut(), payload, info) {
-                self.flags.close = Some(c);
+                self.flags.close = Some(Box::new(c));
             }
             if self.flags.close.is_some() {
                 break;
@@ -209,7 +204,7 @@ impl Role for WsRole {
     }
 
     fn on_timer(&mut self, cx: &mut Cx<'_>) -> Flow {
-        match self.ws.on_timer(cx.now_ms) {
+        match self.ws.on_timer_into(cx.now_ms, cx.out) {
             Action::Hangup => Flow::Abort,
             Action::Write | Action::Idle => self.after(cx),
         }
@@ -248,7 +243,7 @@ impl Role for WsRole {
             cx.app.stats.ws_msgs_tx += 1;
         }
         if let Some(Err(c)) = r {
-            self.flags.close = Some(c);
+            self.flags.close = Some(Box::new(c));
         }
         self.after(cx)
     }
@@ -257,7 +252,7 @@ impl Role for WsRole {
         match action {
             ConnAction::Writeable => self.flags.want_writeable = true,
             ConnAction::RxFlow(enable) => self.flags.rx_disabled = !enable,
-            ConnAction::Close(c) => self.flags.close = Some(c),
+            ConnAction::Close(c) => self.flags.close = Some(Box::new(c)),
         }
         self.after(cx)
     }

@@ -77,7 +77,11 @@ impl Protocol for Echo {
             WriteKind::Text
         };
         conn.write(kind, true, msg).map_err(|_| Close::INTERNAL)?;
-        if !s.queue.is_empty() {
+        if s.queue.is_empty() {
+            // Idle again: do not keep the queue's buffer (4 entries, 160 bytes) on a
+            // connection that may now sit idle for hours.
+            s.queue = VecDeque::new();
+        } else {
             conn.callback_on_writable();
         }
         if s.paused && s.queued <= MAX_QUEUED / 2 {

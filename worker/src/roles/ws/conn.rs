@@ -20,9 +20,20 @@
 //! [`MessageAssembler`](super::MessageAssembler) rebuilds whole messages for protocols
 //! that want them.
 //!
-//! Sending: frames are queued as `Bytes` (header, then payload, never joined for a
-//! server) and taken by the caller with [`WsConn::poll_transmit`]. Pongs and close
-//! replies are queued the same way, in order.
+//! Sending: frames are `Bytes` (header, then payload, never joined for a server). Every
+//! entry point that produces output comes in two forms: `xxx_into(.., out)` appends the
+//! frames to the caller's sink (the service loop passes the connection's output queue),
+//! and `xxx(..)` queues them inside the connection for [`WsConn::poll_transmit`] (for
+//! clients and tests). Pongs and close replies go the same way, in order.
+//!
+//! Memory: a connection is 80 bytes and an idle server connection holds no heap at all
+//! (measured in `tests/ws_memory.rs`). What only some moments need lives out of line
+//! and is allocated while it is used: a frame header or control payload cut by a read
+//! boundary and the internal queue in one box freed as soon as they are empty (a control
+//! frame that arrives whole is answered from the input, no copy), permessage-deflate
+//! state in another, allocated only when negotiated. Timer settings are kept as `u32`
+//! milliseconds, and one timestamp serves the keepalive, the pong deadline and the close
+//! deadline, which are never needed at the same time.
 //!
 //! Time: every entry point that needs it takes `now` in milliseconds; the caller arms a
 //! timer for [`WsConn::next_deadline`] and calls [`WsConn::on_timer`] when it fires.
@@ -252,30 +263,87 @@ pub enum Action {
     Hangup,
 }
 
-/// The frame whose payload is being received.
+/// The frame whose payload is being received. 16 bytes: an unmasked frame (server to
+/// client, section 5.1) carries the all-zero mask, for which unmasking is the identity.
 #[derive(Debug, Clone, Copy)]
 struct RxFrame {
+    remaining: u64,
+    mask: [u8; 4],
     opcode: Opcode,
     fin: bool,
     /// The frame belongs to a compressed message (RFC 7692 6.2).
     compressed: bool,
-    mask: Option<[u8; 4]>,
     /// Offset in the payload modulo 4, for unmasking a payload split across reads.
     phase: u8,
-    remaining: u64,
 }
 
 /// The data message being received (possibly over several fragments, section 5.4).
+/// 16 bytes.
 #[derive(Debug)]
 struct RxMsg {
+    /// Wire payload bytes so far (compressed bytes for a compressed message).
+    total: u64,
+    utf8: Utf8Validator,
     binary: bool,
     /// RSV1 was set on its first frame (RFC 7692 6.1): the payload is DEFLATE data.
     compressed: bool,
-    /// Wire payload bytes so far (compressed bytes for a compressed message).
-    total: u64,
     /// A chunk of it was delivered already (so the next is not `first`).
     delivered: bool,
-    utf8: Utf8Validator,
+}
+
+/// State an idle server connection does not need, allocated only while it is used and
+/// freed as soon as it is not (see [`WsConn::tidy`]): a frame header or a control
+/// frame's payload cut by a read boundary, the frames queued by the queueing API, and a
+/// client's masking-key generator (kept for a client's whole life).
+#[derive(Debug)]
+struct Cold {
+    /// A header cut by a read boundary.
+    hdr: [u8; MAX_HEADER_LEN],
+    hdr_len: u8,
+    /// The payload of a control frame cut by a read boundary (section 5.5: <= 125
+    /// bytes). A control frame whose payload arrives whole is used in place instead.
+    ctl: [u8; MAX_CONTROL_PAYLOAD],
+    ctl_len: u8,
+    /// Frames queued by the queueing API ([`WsConn::process`], [`WsConn::send`], ...;
+    /// taken with [`WsConn::poll_transmit`] / [`WsConn::drain_output`]). The `_into`
+    /// API writes to the caller's sink and never touches it.
+    out: VecDeque<Bytes>,
+    /// splitmix64 state for client masking keys.
+    mask_state: u64,
+}
+
+impl Cold {
+    fn new() -> Box<Cold> {
+        Box::new(Cold {
+            hdr: [0; MAX_HEADER_LEN],
+            hdr_len: 0,
+            ctl: [0; MAX_CONTROL_PAYLOAD],
+            ctl_len: 0,
+            out: VecDeque::new(),
+            mask_state: 0,
+        })
+    }
+}
+
+/// permessage-deflate state (RFC 7692), allocated only when the handshake negotiated it.
+#[derive(Debug)]
+struct Deflate {
+    pmd: Pmd,
+    /// Inflated bytes of the current step of a compressed message, delivered from
+    /// here: at most `min(max_message_size + 1, 1032 * MAX_INFLATE_INPUT_STEP + 258)`
+    /// bytes (its capacity may be up to twice that, from geometric growth).
+    inflated: Vec<u8>,
+}
+
+/// Where the bytes a [`Step`] indexes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    /// The caller's input buffer (unmasked in place).
+    Input,
+    /// The inflate buffer.
+    Inflated,
+    /// The cold control-payload buffer.
+    Ctl,
 }
 
 /// One step of the receive loop; indices rather than borrows so the loop can mutate.
@@ -284,70 +352,101 @@ enum Step {
     NeedInput,
     Blocked,
     Data {
+        src: Src,
         start: usize,
         end: usize,
         first: bool,
         last: bool,
         binary: bool,
         remaining: u64,
-        /// `start..end` index the inflate buffer, not the input.
-        inflated: bool,
     },
-    Pong,
-    Close(Option<u16>),
+    /// A PONG with its payload at `start..end` of `src`.
+    Pong {
+        src: Src,
+        start: usize,
+        end: usize,
+    },
+    /// A Close whose body is at `start..end` of `src` (validated).
+    Close {
+        code: Option<u16>,
+        src: Src,
+        start: usize,
+        end: usize,
+    },
 }
 
+/// The caller's sink, plus how many frames it holds, for [`MAX_QUEUED_OUTPUT`].
+struct Tx<'o, O: Extend<Bytes>> {
+    out: &'o mut O,
+    queued: usize,
+}
+
+impl<O: Extend<Bytes>> Tx<'_, O> {
+    #[inline]
+    fn emit(&mut self, b: Bytes) {
+        self.out.extend(std::iter::once(b));
+        self.queued += 1;
+    }
+}
+
+/// Millisecond timer settings are kept as `u32` (49.7 days): longer settings are
+/// clamped there, which changes nothing a peer can observe (a keepalive that rare is
+/// off in all but name, and TCP itself gives up on a dead peer long before).
+fn clamp_ms(ms: u64) -> u32 {
+    u32::try_from(ms).unwrap_or(u32::MAX)
+}
+
+/// `ping_interval_ms` value meaning "no keepalive pings".
+const NO_PING: u32 = u32::MAX;
+
 /// A WebSocket connection, server or client side. See the module docs.
+///
+/// 80 bytes; an idle server connection (nothing in flight, no partial header, no
+/// compression) holds no heap memory at all.
 #[derive(Debug)]
 pub struct WsConn {
-    side: Side,
-    cfg: WsConfig,
-    state: WsState,
-    close_deadline: Option<u64>,
-    /// A header cut by a read boundary.
-    hdr: [u8; MAX_HEADER_LEN],
-    hdr_len: u8,
+    /// The connection's one timer base, read according to the state: Open, no ping
+    /// outstanding: when the peer was last heard from; Open, ping outstanding: when the
+    /// keepalive PING was sent; CloseSent: when the peer's Close is due.
+    at: u64,
+    max_message_size: NonZeroU64,
+    /// [`NO_PING`]: keepalive off.
+    ping_interval_ms: u32,
+    pong_timeout_ms: u32,
+    close_timeout_ms: u32,
     rx: Option<RxFrame>,
     msg: Option<RxMsg>,
-    /// The payload of the control frame being received (section 5.5: <= 125 bytes).
-    ctl: [u8; MAX_CONTROL_PAYLOAD],
-    ctl_len: u8,
-    last_rx: u64,
-    ping_sent: Option<u64>,
-    out: VecDeque<Bytes>,
+    side: Side,
+    state: WsState,
+    /// A keepalive PING is outstanding (`at` is when it was sent).
+    ping_pending: bool,
     /// The outgoing fragmented message still open, if any (section 5.4).
     tx_msg: Option<DataKind>,
-    /// splitmix64 state for client masking keys.
-    mask_state: u64,
+    cold: Option<Box<Cold>>,
     /// permessage-deflate, when negotiated (RFC 7692).
-    pmd: Option<Pmd>,
-    /// Inflated bytes of the current step of a compressed message, delivered from
-    /// here: at most `min(max_message_size + 1, 1032 * MAX_INFLATE_INPUT_STEP + 258)`
-    /// bytes (its capacity may be up to twice that, from geometric growth).
-    inflated: Vec<u8>,
+    deflate: Option<Box<Deflate>>,
 }
 
 impl WsConn {
     /// A connection whose opening handshake completed at `now` (ms).
     pub fn new(side: Side, cfg: WsConfig, now: u64) -> WsConn {
         WsConn {
-            side,
-            cfg,
-            state: WsState::Open,
-            close_deadline: None,
-            hdr: [0; MAX_HEADER_LEN],
-            hdr_len: 0,
+            at: now,
+            max_message_size: cfg.max_message_size,
+            ping_interval_ms: cfg
+                .ping_interval_ms
+                .map_or(NO_PING, |i| clamp_ms(i).min(NO_PING - 1)),
+            pong_timeout_ms: clamp_ms(cfg.pong_timeout_ms),
+            close_timeout_ms: clamp_ms(cfg.close_timeout_ms),
             rx: None,
             msg: None,
-            ctl: [0; MAX_CONTROL_PAYLOAD],
-            ctl_len: 0,
-            last_rx: now,
-            ping_sent: None,
-            out: VecDeque::new(),
+            side,
+            state: WsState::Open,
+            ping_pending: false,
             tx_msg: None,
-            mask_state: 0,
-            pmd: None,
-            inflated: Vec::new(),
+            // A client needs its masking-key generator from the start.
+            cold: (side == Side::Client).then(Cold::new),
+            deflate: None,
         }
     }
 
@@ -356,36 +455,48 @@ impl WsConn {
     /// Call it before any data frame is exchanged: from then on RSV1 marks compressed
     /// messages both ways (RFC 7692 6).
     pub fn set_compression(&mut self, pmd: Pmd) {
-        self.pmd = Some(pmd);
+        self.deflate = Some(Box::new(Deflate {
+            pmd,
+            inflated: Vec::new(),
+        }));
     }
 
     /// The permessage-deflate state, when negotiated.
     pub fn compression(&self) -> Option<&Pmd> {
-        self.pmd.as_ref()
+        self.deflate.as_deref().map(|d| &d.pmd)
     }
 
-    /// Free memory that an idle connection does not need: the inflate buffer, and the
+    /// Free memory that an idle connection does not need: the inflate buffer, the
     /// deflate/inflate streams that carry no context between messages (RFC 7692 7.1.1
     /// no context takeover; streams with context takeover hold the shared window and are
-    /// kept). For the service loop's idle timer. Returns whether anything was freed.
+    /// kept), and the queueing API's emptied queue. For the service loop's idle timer.
+    /// Returns whether anything was freed.
     pub fn release_idle_memory(&mut self) -> bool {
         let mut freed = false;
-        if self.inflated.capacity() != 0 {
-            // Holds nothing between steps: a delivered chunk's borrow has ended.
-            self.inflated = Vec::new();
+        if let Some(d) = self.deflate.as_mut() {
+            if d.inflated.capacity() != 0 {
+                // Holds nothing between steps: a delivered chunk's borrow has ended.
+                d.inflated = Vec::new();
+                freed = true;
+            }
+            // Keeps the decompressor of a message still being received.
+            freed |= d.pmd.release_idle();
+        }
+        if let Some(c) = self.cold.as_mut()
+            && c.out.is_empty()
+            && c.out.capacity() != 0
+        {
+            c.out = VecDeque::new();
             freed = true;
         }
-        if let Some(p) = self.pmd.as_mut() {
-            // Keeps the decompressor of a message still being received.
-            freed |= p.release_idle();
-        }
+        freed |= self.tidy();
         freed
     }
 
     /// Heap bytes held for receiving compressed messages (the inflate buffer's
     /// capacity; the zlib streams are not counted), for memory accounting and tests.
     pub fn inflate_buffer_capacity(&self) -> usize {
-        self.inflated.capacity()
+        self.deflate.as_ref().map_or(0, |d| d.inflated.capacity())
     }
 
     pub fn server(cfg: WsConfig, now: u64) -> WsConn {
@@ -398,7 +509,7 @@ impl WsConn {
     /// untrusted payloads.
     pub fn client(cfg: WsConfig, mask_seed: u64, now: u64) -> WsConn {
         let mut c = WsConn::new(Side::Client, cfg, now);
-        c.mask_state = mask_seed;
+        c.cold_mut().mask_state = mask_seed;
         c
     }
 
@@ -410,13 +521,64 @@ impl WsConn {
         self.state
     }
 
-    pub fn config(&self) -> &WsConfig {
-        &self.cfg
+    /// The limits and timers in force (millisecond settings above `u32::MAX` are
+    /// clamped to it).
+    pub fn config(&self) -> WsConfig {
+        WsConfig {
+            max_message_size: self.max_message_size,
+            ping_interval_ms: (self.ping_interval_ms != NO_PING)
+                .then_some(u64::from(self.ping_interval_ms)),
+            pong_timeout_ms: u64::from(self.pong_timeout_ms),
+            close_timeout_ms: u64::from(self.close_timeout_ms),
+        }
     }
 
     /// Closed and every queued frame taken: the caller closes the TCP connection.
     pub fn is_done(&self) -> bool {
-        self.state == WsState::Closed && self.out.is_empty()
+        self.state == WsState::Closed && !self.has_output()
+    }
+
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Cold::new)
+    }
+
+    /// Frees the cold state when nothing in it is in use (a server's, with no cut
+    /// header, no cut control payload and no queue). Returns whether it freed it.
+    fn tidy(&mut self) -> bool {
+        let unused = match &self.cold {
+            Some(c) => {
+                self.side == Side::Server
+                    && c.hdr_len == 0
+                    && c.ctl_len == 0
+                    && c.out.capacity() == 0
+            }
+            None => false,
+        };
+        if unused {
+            self.cold = None;
+        }
+        unused
+    }
+
+    /// Runs `f` with the queueing API's queue as the sink, then puts the queue back.
+    fn with_queue<R>(&mut self, f: impl FnOnce(&mut Self, &mut Tx<'_, VecDeque<Bytes>>) -> R) -> R {
+        let mut q = self
+            .cold
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.out))
+            .unwrap_or_default();
+        let queued = q.len();
+        let r = f(
+            self,
+            &mut Tx {
+                out: &mut q,
+                queued,
+            },
+        );
+        if q.capacity() != 0 {
+            self.cold_mut().out = q;
+        }
+        r
     }
 
     // ---------------------------------------------------------------- receiving
@@ -425,64 +587,100 @@ impl WsConn {
     /// report or the input is used up. Call again with `input[consumed..]` after
     /// handling the event. An `Err` means the peer broke the protocol: a Close with the
     /// error's code is queued, the state is [`WsState::Closed`]; flush and close.
+    ///
+    /// Answers (pongs, the close reply) are queued inside the connection for
+    /// [`poll_transmit`](Self::poll_transmit); [`process_into`](Self::process_into)
+    /// writes them to the caller's sink instead.
     pub fn process<'a>(
         &'a mut self,
         input: &'a mut [u8],
         now: u64,
     ) -> Result<Progress<'a>, WsError> {
+        let r = self.with_queue(|this, tx| this.run(input, now, tx));
+        self.tidy_after(&r);
+        let (consumed, step) = r?;
+        Ok(self.progress(input, consumed, step))
+    }
+
+    /// [`process`](Self::process), with answers (pongs, the close reply, the close
+    /// frame of a failure) appended to `out`. Stops with [`Event::Blocked`] after
+    /// queuing [`MAX_QUEUED_OUTPUT`] frames in one call: send them before passing the
+    /// rest of the input again.
+    pub fn process_into<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        now: u64,
+        out: &mut impl Extend<Bytes>,
+    ) -> Result<Progress<'a>, WsError> {
+        let r = self.run(input, now, &mut Tx { out, queued: 0 });
+        self.tidy_after(&r);
+        let (consumed, step) = r?;
+        Ok(self.progress(input, consumed, step))
+    }
+
+    fn run<O: Extend<Bytes>>(
+        &mut self,
+        input: &mut [u8],
+        now: u64,
+        tx: &mut Tx<'_, O>,
+    ) -> Result<(usize, Step), WsError> {
+        if self.rx.is_none()
+            && let Some(c) = self.cold.as_mut()
+        {
+            // A control payload delivered by the previous call is no longer borrowed.
+            c.ctl_len = 0;
+        }
         if self.state == WsState::Closed {
             // Section 5.5.1 / 7.1.1: nothing is delivered after the closing handshake.
-            return Ok(Progress {
-                consumed: input.len(),
-                event: None,
-            });
+            return Ok((input.len(), Step::Continue));
         }
-        if !input.is_empty() {
+        if !input.is_empty() && self.state == WsState::Open {
             // Any traffic proves the peer alive (keepalive, lws' validity tracking).
-            self.last_rx = now;
-            self.ping_sent = None;
+            self.at = now;
+            self.ping_pending = false;
         }
         let mut pos = 0;
-        let step = loop {
-            match self.step(input, &mut pos) {
+        loop {
+            match self.step(input, &mut pos, tx) {
                 Ok(Step::Continue) => continue,
-                Ok(s) => break s,
+                Ok(s) => return Ok((pos, s)),
                 Err(e) => {
-                    self.fail(e);
+                    self.fail(e, tx);
                     return Err(e);
                 }
             }
-        };
+        }
+    }
+
+    /// The event for `step`, borrowing the input or the connection's buffers.
+    fn progress<'a>(&'a self, input: &'a [u8], consumed: usize, step: Step) -> Progress<'a> {
         let event = match step {
             Step::Continue | Step::NeedInput => None,
             Step::Blocked => Some(Event::Blocked),
             Step::Data {
+                src,
                 start,
                 end,
                 first,
                 last,
                 binary,
                 remaining,
-                inflated,
+            } => Some(Event::Data(DataChunk {
+                payload: self.slice(src, start, end, input),
+                first,
+                last,
+                binary,
+                remaining,
+            })),
+            Step::Pong { src, start, end } => Some(Event::Pong(self.slice(src, start, end, input))),
+            Step::Close {
+                code,
+                src,
+                start,
+                end,
             } => {
-                let input: &'a [u8] = input;
-                let this: &'a Self = self;
-                let src: &'a [u8] = if inflated { &this.inflated } else { input };
-                Some(Event::Data(DataChunk {
-                    payload: src.get(start..end).unwrap_or_default(),
-                    first,
-                    last,
-                    binary,
-                    remaining,
-                }))
-            }
-            Step::Pong => {
-                let this: &'a Self = self;
-                Some(Event::Pong(this.ctl_payload()))
-            }
-            Step::Close(code) => {
-                let this: &'a Self = self;
-                let reason = this.ctl_payload().get(2..).unwrap_or_default();
+                let body = self.slice(src, start, end, input);
+                let reason = body.get(2..).unwrap_or_default();
                 Some(Event::Close(CloseInfo {
                     code,
                     // Validated by parse_close_body.
@@ -490,10 +688,20 @@ impl WsConn {
                 }))
             }
         };
-        Ok(Progress {
-            consumed: pos,
-            event,
-        })
+        Progress { consumed, event }
+    }
+
+    /// Frees the cold state after a receive call unless the event borrows it.
+    fn tidy_after(&mut self, r: &Result<(usize, Step), WsError>) {
+        if !matches!(
+            r,
+            Ok((
+                _,
+                Step::Pong { src: Src::Ctl, .. } | Step::Close { src: Src::Ctl, .. }
+            ))
+        ) {
+            self.tidy();
+        }
     }
 
     /// [`process`](Self::process) in a loop, handing every event to `on_event`. Stops
@@ -527,27 +735,31 @@ impl WsConn {
         }
     }
 
-    fn ctl_payload(&self) -> &[u8] {
-        self.ctl
-            .get(..usize::from(self.ctl_len))
-            .unwrap_or_default()
-    }
-
-    fn step(&mut self, input: &mut [u8], pos: &mut usize) -> Result<Step, WsError> {
+    fn step<O: Extend<Bytes>>(
+        &mut self,
+        input: &mut [u8],
+        pos: &mut usize,
+        tx: &mut Tx<'_, O>,
+    ) -> Result<Step, WsError> {
         if self.rx.is_none() {
-            self.step_header(input, pos)
+            self.step_header(input, pos, tx.queued)
         } else {
-            self.step_payload(input, pos)
+            self.step_payload(input, pos, tx)
         }
     }
 
-    fn step_header(&mut self, input: &[u8], pos: &mut usize) -> Result<Step, WsError> {
+    fn step_header(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        queued: usize,
+    ) -> Result<Step, WsError> {
         let rest = input.get(*pos..).unwrap_or_default();
         if rest.is_empty() {
             return Ok(Step::NeedInput);
         }
-        let have = usize::from(self.hdr_len);
-        if have == 0 && self.out.len() >= MAX_QUEUED_OUTPUT {
+        let have = self.cold.as_ref().map_or(0, |c| usize::from(c.hdr_len));
+        if have == 0 && queued >= MAX_QUEUED_OUTPUT {
             return Ok(Step::Blocked);
         }
         let header = if have == 0 {
@@ -559,24 +771,26 @@ impl WsConn {
                 Parsed::Incomplete => {
                     // Incomplete means fewer bytes than the header needs, so < 14.
                     let n = rest.len().min(MAX_HEADER_LEN);
-                    self.hdr[..n].copy_from_slice(&rest[..n]);
-                    self.hdr_len = n as u8;
+                    let c = self.cold_mut();
+                    c.hdr[..n].copy_from_slice(&rest[..n]);
+                    c.hdr_len = n as u8;
                     *pos += n;
                     return Ok(Step::NeedInput);
                 }
             }
         } else {
+            let c = self.cold_mut();
             let take = (MAX_HEADER_LEN - have).min(rest.len());
-            self.hdr[have..have + take].copy_from_slice(&rest[..take]);
-            match parse_header(&self.hdr[..have + take])? {
+            c.hdr[have..have + take].copy_from_slice(&rest[..take]);
+            match parse_header(&c.hdr[..have + take])? {
                 Parsed::Complete(h, n) => {
                     // The `have` bytes alone were incomplete, so n > have.
                     *pos += n.saturating_sub(have);
-                    self.hdr_len = 0;
+                    c.hdr_len = 0;
                     h
                 }
                 Parsed::Incomplete => {
-                    self.hdr_len = (have + take) as u8;
+                    c.hdr_len = (have + take) as u8;
                     *pos += take;
                     return Ok(Step::NeedInput);
                 }
@@ -592,7 +806,7 @@ impl WsConn {
         // only on the first frame"; a control frame with RSV1 is an error too).
         let compressed = match h.rsv {
             0 => false,
-            RSV1 if self.pmd.is_some() => match h.opcode {
+            RSV1 if self.deflate.is_some() => match h.opcode {
                 Opcode::Text | Opcode::Binary => true,
                 Opcode::Continuation => return Err(RSV1_CONTINUATION),
                 _ => return Err(RSV1_CONTROL),
@@ -610,7 +824,9 @@ impl WsConn {
         if h.opcode.is_control() {
             // 5.5: control frames may be injected between fragments; they do not touch
             // the message state.
-            self.ctl_len = 0;
+            if let Some(c) = self.cold.as_mut() {
+                c.ctl_len = 0;
+            }
         } else {
             // 5.4: fragmentation rules.
             let msg = match (h.opcode, &mut self.msg) {
@@ -618,16 +834,16 @@ impl WsConn {
                 (Opcode::Continuation, None) => return Err(WsError::NO_MESSAGE),
                 (_, Some(_)) => return Err(WsError::MESSAGE_OPEN),
                 (op, msg @ None) => msg.insert(RxMsg {
+                    total: 0,
+                    utf8: Utf8Validator::new(),
                     binary: op == Opcode::Binary,
                     compressed,
-                    total: 0,
                     delivered: false,
-                    utf8: Utf8Validator::new(),
                 }),
             };
             msg.total = msg.total.saturating_add(h.len);
             frame_compressed = msg.compressed;
-            let max = self.cfg.max_message_size.get();
+            let max = self.max_message_size.get();
             // 7.4.1 (1009): refuse as soon as the announced size exceeds the limit. A
             // compressed message is bounded on its inflated size (as it inflates); its
             // wire size may exceed that by DEFLATE's overhead on incompressible data.
@@ -641,17 +857,23 @@ impl WsConn {
             }
         }
         self.rx = Some(RxFrame {
+            remaining: h.len,
+            // 5.3: the all-zero key unmasks to the same bytes.
+            mask: h.mask.unwrap_or([0; 4]),
             opcode: h.opcode,
             fin: h.fin,
             compressed: frame_compressed,
-            mask: h.mask,
             phase: 0,
-            remaining: h.len,
         });
         Ok(Step::Continue)
     }
 
-    fn step_payload(&mut self, input: &mut [u8], pos: &mut usize) -> Result<Step, WsError> {
+    fn step_payload<O: Extend<Bytes>>(
+        &mut self,
+        input: &mut [u8],
+        pos: &mut usize,
+        tx: &mut Tx<'_, O>,
+    ) -> Result<Step, WsError> {
         let Some(f) = self.rx.as_mut() else {
             return Ok(Step::Continue);
         };
@@ -667,9 +889,9 @@ impl WsConn {
         }
         let end = start + avail;
         let chunk = input.get_mut(start..end).unwrap_or_default();
-        if let Some(m) = f.mask {
+        if f.mask != [0; 4] {
             // 5.3: unmask in place.
-            apply_mask(chunk, m, usize::from(f.phase));
+            apply_mask(chunk, f.mask, usize::from(f.phase));
             f.phase = ((usize::from(f.phase) + avail) & 3) as u8;
         }
         f.remaining -= avail as u64;
@@ -684,16 +906,21 @@ impl WsConn {
             self.rx = None;
         }
         if opcode.is_control() {
-            let n = usize::from(self.ctl_len);
+            let held = self.cold.as_ref().map_or(0, |c| usize::from(c.ctl_len));
+            if held == 0 && remaining == 0 {
+                // The whole payload is in this input (the usual case): used in place.
+                return self.finish_control(opcode, Src::Input, start, end, input, tx);
+            }
+            let c = self.cold_mut();
             // parse_header bounds control payloads to 125 bytes.
-            let dst = self
+            let dst = c
                 .ctl
-                .get_mut(n..n + avail)
+                .get_mut(held..held + avail)
                 .ok_or(WsError::CONTROL_TOO_LONG)?;
             dst.copy_from_slice(chunk);
-            self.ctl_len = (n + avail) as u8;
+            c.ctl_len = (held + avail) as u8;
             return if remaining == 0 {
-                self.finish_control(opcode)
+                self.finish_control(opcode, Src::Ctl, 0, held + avail, input, tx)
             } else {
                 Ok(Step::NeedInput)
             };
@@ -710,26 +937,27 @@ impl WsConn {
             }
             return Ok(Step::Continue);
         }
-        let (data, inflated): (&[u8], bool) = if msg.compressed {
+        let (data, src): (&[u8], Src) = if msg.compressed {
             // RFC 7692 6.2: inflate the message's payload; the tail 00 00 ff ff is
-            // appended at its end (7.2.2), `last`. Compressed implies a Pmd (see
+            // appended at its end (7.2.2), `last`. Compressed implies a Deflate (see
             // begin_frame).
             if chunk.is_empty() && !last {
                 // Nothing to inflate (an empty middle fragment).
                 return Ok(Step::Continue);
             }
-            let pmd = self.pmd.as_mut().ok_or(WsError::RSV_BITS)?;
-            if !msg.delivered && self.inflated.capacity() > INFLATE_BUF_KEEP {
+            let d = self.deflate.as_deref_mut().ok_or(WsError::RSV_BITS)?;
+            if !msg.delivered && d.inflated.capacity() > INFLATE_BUF_KEEP {
                 // A new message: do not keep a previous big message's buffer.
-                self.inflated = Vec::new();
+                d.inflated = Vec::new();
             }
-            self.inflated.clear();
-            let max = usize::try_from(self.cfg.max_message_size.get()).unwrap_or(usize::MAX);
-            pmd.decompress(chunk, last, &mut self.inflated, max)
+            d.inflated.clear();
+            let max = usize::try_from(self.max_message_size.get()).unwrap_or(usize::MAX);
+            d.pmd
+                .decompress(chunk, last, &mut d.inflated, max)
                 .map_err(pmd_error)?;
-            (&self.inflated, true)
+            (&d.inflated, Src::Inflated)
         } else {
-            (chunk, false)
+            (chunk, Src::Input)
         };
         if !msg.binary {
             // 8.1: fail as soon as the text can not be valid UTF-8.
@@ -738,6 +966,7 @@ impl WsConn {
                 msg.utf8.finish().map_err(|_| WsError::TEXT_UTF8)?;
             }
         }
+        let inflated = src == Src::Inflated;
         if data.is_empty() && !last && (msg.delivered || inflated) {
             // An empty middle piece carries nothing to report (for a compressed
             // message also at its start: `first` goes with the first bytes).
@@ -755,42 +984,69 @@ impl WsConn {
             self.msg = None;
         }
         Ok(Step::Data {
+            src,
             start,
             end,
             first,
             last,
             binary,
             remaining,
-            inflated,
         })
     }
 
-    fn finish_control(&mut self, opcode: Opcode) -> Result<Step, WsError> {
+    /// The bytes at `start..end` of `src` (`input` for [`Src::Input`]).
+    fn slice<'s>(&'s self, src: Src, start: usize, end: usize, input: &'s [u8]) -> &'s [u8] {
+        match src {
+            Src::Input => input.get(start..end),
+            Src::Inflated => self
+                .deflate
+                .as_deref()
+                .and_then(|d| d.inflated.get(start..end)),
+            Src::Ctl => self.cold.as_deref().and_then(|c| c.ctl.get(start..end)),
+        }
+        .unwrap_or_default()
+    }
+
+    /// A whole control frame arrived, its payload at `start..end` of `src`.
+    fn finish_control<O: Extend<Bytes>>(
+        &mut self,
+        opcode: Opcode,
+        src: Src,
+        start: usize,
+        end: usize,
+        input: &[u8],
+        tx: &mut Tx<'_, O>,
+    ) -> Result<Step, WsError> {
+        let open = self.state == WsState::Open;
         match opcode {
             Opcode::Ping => {
                 // 5.5.2/5.5.3: answer every PING with a PONG of the same payload
                 // (Autobahn 2.10/2.11 send several in a row), unless we are closing.
-                if self.state == WsState::Open {
+                if open {
                     let mask = self.next_mask();
-                    let pong = encode_pong(self.ctl_payload(), mask)
+                    let pong = encode_pong(self.slice(src, start, end, input), mask)
                         .map_err(|_| WsError::CONTROL_TOO_LONG)?;
-                    self.out.push_back(pong);
+                    tx.emit(pong);
                 }
                 Ok(Step::Continue)
             }
-            Opcode::Pong => Ok(Step::Pong),
+            Opcode::Pong => Ok(Step::Pong { src, start, end }),
             Opcode::Close => {
-                let (code, _) = parse_close_body(self.ctl_payload())?;
-                if self.state == WsState::Open {
+                let (code, _) = parse_close_body(self.slice(src, start, end, input))?;
+                if open {
                     // 5.5.1: reply with a Close, echoing the status code.
                     let mask = self.next_mask();
                     if let Ok(f) = encode_close(code, "", mask) {
-                        self.out.push_back(f);
+                        tx.emit(f);
                     }
                 }
                 self.state = WsState::Closed;
-                self.close_deadline = None;
-                Ok(Step::Close(code))
+                Ok(Step::Close {
+                    code,
+                    src,
+                    start,
+                    end,
+                })
             }
             _ => Ok(Step::Continue),
         }
@@ -798,17 +1054,20 @@ impl WsConn {
 
     /// Section 7.1.7: fail the connection: send a Close with the error's code (unless
     /// one was sent already) and stop.
-    fn fail(&mut self, e: WsError) {
+    fn fail<O: Extend<Bytes>>(&mut self, e: WsError, tx: &mut Tx<'_, O>) {
         if self.state == WsState::Open {
             let mask = self.next_mask();
             if let Ok(f) = encode_close(Some(e.code), e.reason, mask) {
-                self.out.push_back(f);
+                tx.emit(f);
             }
         }
         self.state = WsState::Closed;
-        self.close_deadline = None;
         self.rx = None;
         self.msg = None;
+        if let Some(c) = self.cold.as_mut() {
+            c.hdr_len = 0;
+            c.ctl_len = 0;
+        }
     }
 
     // ---------------------------------------------------------------- sending
@@ -818,8 +1077,9 @@ impl WsConn {
             return None;
         }
         // splitmix64 (Steele, Lea, Flood 2014).
-        self.mask_state = self.mask_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.mask_state;
+        let c = self.cold_mut();
+        c.mask_state = c.mask_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = c.mask_state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
@@ -843,6 +1103,29 @@ impl WsConn {
         fin: bool,
         payload: Bytes,
     ) -> Result<(), UsageError> {
+        self.with_queue(|this, tx| this.send_frame_tx(kind, continuation, fin, payload, tx))
+    }
+
+    /// [`send_frame`](Self::send_frame), appending the frame to `out`.
+    pub fn send_frame_into(
+        &mut self,
+        kind: DataKind,
+        continuation: bool,
+        fin: bool,
+        payload: Bytes,
+        out: &mut impl Extend<Bytes>,
+    ) -> Result<(), UsageError> {
+        self.send_frame_tx(kind, continuation, fin, payload, &mut Tx { out, queued: 0 })
+    }
+
+    fn send_frame_tx<O: Extend<Bytes>>(
+        &mut self,
+        kind: DataKind,
+        continuation: bool,
+        fin: bool,
+        payload: Bytes,
+        tx: &mut Tx<'_, O>,
+    ) -> Result<(), UsageError> {
         if self.state != WsState::Open {
             return Err(UsageError::Closing);
         }
@@ -853,16 +1136,16 @@ impl WsConn {
             (true, None) => return Err(UsageError::NoMessageInProgress),
         };
         self.tx_msg = if fin { None } else { Some(kind) };
-        if fin && !continuation && payload.len() >= MIN_COMPRESS_LEN && self.pmd.is_some() {
-            self.send_compressed(op, &payload);
+        if fin && !continuation && payload.len() >= MIN_COMPRESS_LEN && self.deflate.is_some() {
+            self.send_compressed(op, &payload, tx);
             return Ok(());
         }
         match self.next_mask() {
             None => {
                 let h = encode_header(fin, 0, op, None, payload.len() as u64);
-                self.out.push_back(h.to_bytes());
+                tx.emit(h.to_bytes());
                 if !payload.is_empty() {
-                    self.out.push_back(payload);
+                    tx.emit(payload);
                 }
             }
             Some(m) => {
@@ -871,7 +1154,7 @@ impl WsConn {
                 b.extend_from_slice(&h);
                 b.extend_from_slice(&payload);
                 apply_mask(&mut b[h.len()..], m, 0);
-                self.out.push_back(b.freeze());
+                tx.emit(b.freeze());
             }
         }
         Ok(())
@@ -882,15 +1165,20 @@ impl WsConn {
     /// bytes of room, the header is written into the end of that room and the buffer is
     /// sliced from there, so the compressed bytes are never copied (`Bytes` adds its
     /// small shared header because the buffer's length differs from its capacity).
-    fn send_compressed(&mut self, op: Opcode, payload: &[u8]) {
+    fn send_compressed<O: Extend<Bytes>>(
+        &mut self,
+        op: Opcode,
+        payload: &[u8],
+        tx: &mut Tx<'_, O>,
+    ) {
         let mask = self.next_mask();
-        let Some(pmd) = self.pmd.as_mut() else {
+        let Some(d) = self.deflate.as_deref_mut() else {
             return;
         };
         // Pmd::compress reserves `len + 64` more; ask for it all at once.
         let mut buf = Vec::with_capacity(MAX_HEADER_LEN + payload.len() + 64);
         buf.resize(MAX_HEADER_LEN, 0);
-        pmd.compress(payload, &mut buf);
+        d.pmd.compress(payload, &mut buf);
         let clen = buf.len() - MAX_HEADER_LEN;
         let h = encode_header(true, RSV1, op, mask, clen as u64);
         let hstart = MAX_HEADER_LEN - h.len();
@@ -898,7 +1186,7 @@ impl WsConn {
         if let Some(m) = mask {
             apply_mask(&mut buf[MAX_HEADER_LEN..], m, 0);
         }
-        self.out.push_back(Bytes::from(buf).slice(hstart..));
+        tx.emit(Bytes::from(buf).slice(hstart..));
     }
 
     /// Queue a whole (single-frame) message.
@@ -910,6 +1198,15 @@ impl WsConn {
     /// as encoded, uncompressed even when permessage-deflate is on (RFC 7692 6.1 lets
     /// each message choose), so a broadcast stays one encoding shared by all.
     pub fn send_shared(&mut self, f: &SharedFrame) -> Result<(), UsageError> {
+        self.with_queue(|this, tx| this.send_shared_into(f, tx.out))
+    }
+
+    /// [`send_shared`](Self::send_shared), appending the frame to `out`.
+    pub fn send_shared_into(
+        &mut self,
+        f: &SharedFrame,
+        out: &mut impl Extend<Bytes>,
+    ) -> Result<(), UsageError> {
         if self.side != Side::Server {
             return Err(UsageError::SharedFrameOnClient);
         }
@@ -919,20 +1216,30 @@ impl WsConn {
         if self.tx_msg.is_some() {
             return Err(UsageError::MessageInProgress);
         }
-        self.out.push_back(f.header.clone());
+        let mut tx = Tx { out, queued: 0 };
+        tx.emit(f.header.clone());
         if !f.payload.is_empty() {
-            self.out.push_back(f.payload.clone());
+            tx.emit(f.payload.clone());
         }
         Ok(())
     }
 
     /// Queue a PING (section 5.5.2); payload at most 125 bytes.
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.with_queue(|this, tx| this.ping_into(payload, tx.out))
+    }
+
+    /// [`ping`](Self::ping), appending the frame to `out`.
+    pub fn ping_into(
+        &mut self,
+        payload: &[u8],
+        out: &mut impl Extend<Bytes>,
+    ) -> Result<(), UsageError> {
         if self.state != WsState::Open {
             return Err(UsageError::Closing);
         }
         let mask = self.next_mask();
-        self.out.push_back(encode_ping(payload, mask)?);
+        out.extend(std::iter::once(encode_ping(payload, mask)?));
         Ok(())
     }
 
@@ -940,39 +1247,52 @@ impl WsConn {
     /// `reason` and wait for the peer's Close until [`close_deadline`](Self::close_deadline).
     /// Data received meanwhile is dropped; nothing more may be sent.
     pub fn close(&mut self, code: u16, reason: &str, now: u64) -> Result<(), UsageError> {
+        self.with_queue(|this, tx| this.close_into(code, reason, now, tx.out))
+    }
+
+    /// [`close`](Self::close), appending the frame to `out`.
+    pub fn close_into(
+        &mut self,
+        code: u16,
+        reason: &str,
+        now: u64,
+        out: &mut impl Extend<Bytes>,
+    ) -> Result<(), UsageError> {
         if self.state != WsState::Open {
             return Err(UsageError::Closing);
         }
         let mask = self.next_mask();
         let f = encode_close(Some(code), reason, mask)?;
-        self.out.push_back(f);
+        out.extend(std::iter::once(f));
         self.state = WsState::CloseSent;
-        self.close_deadline = Some(now.saturating_add(self.cfg.close_timeout_ms));
+        self.at = now.saturating_add(u64::from(self.close_timeout_ms));
         Ok(())
     }
 
     /// When the peer's Close is due after [`close`](Self::close) (ms).
     pub fn close_deadline(&self) -> Option<u64> {
-        self.close_deadline
+        (self.state == WsState::CloseSent).then_some(self.at)
     }
 
-    /// The next frame to send, in order.
+    /// The next frame the queueing API queued, in order.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.out.pop_front()
+        self.cold.as_mut().and_then(|c| c.out.pop_front())
     }
 
-    /// Move every queued frame into `sink` (for a writev).
+    /// Move every frame the queueing API queued into `sink` (for a writev).
     pub fn drain_output(&mut self, sink: &mut impl Extend<Bytes>) {
-        sink.extend(self.out.drain(..));
+        if let Some(c) = self.cold.as_mut() {
+            sink.extend(c.out.drain(..));
+        }
     }
 
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        self.cold.as_ref().is_some_and(|c| !c.out.is_empty())
     }
 
-    /// Number of queued buffers.
+    /// Number of buffers the queueing API queued.
     pub fn queued_output(&self) -> usize {
-        self.out.len()
+        self.cold.as_ref().map_or(0, |c| c.out.len())
     }
 
     // ---------------------------------------------------------------- timers
@@ -981,49 +1301,47 @@ impl WsConn {
     pub fn next_deadline(&self) -> Option<u64> {
         match self.state {
             WsState::Closed => None,
-            WsState::CloseSent => self.close_deadline,
-            WsState::Open => match self.ping_sent {
-                Some(t) => Some(t.saturating_add(self.cfg.pong_timeout_ms)),
-                None => self
-                    .cfg
-                    .ping_interval_ms
-                    .map(|i| self.last_rx.saturating_add(i)),
-            },
+            WsState::CloseSent => Some(self.at),
+            WsState::Open if self.ping_pending => {
+                Some(self.at.saturating_add(u64::from(self.pong_timeout_ms)))
+            }
+            WsState::Open => (self.ping_interval_ms != NO_PING)
+                .then(|| self.at.saturating_add(u64::from(self.ping_interval_ms))),
         }
     }
 
     /// Run the timers due at `now`: the close-reply deadline, the keepalive PING, and
-    /// the PONG deadline (lws' ws_ping_pong_interval / validity checks).
+    /// the PONG deadline (lws' ws_ping_pong_interval / validity checks). A PING is
+    /// queued for [`poll_transmit`](Self::poll_transmit).
     pub fn on_timer(&mut self, now: u64) -> Action {
+        self.with_queue(|this, tx| this.on_timer_into(now, tx.out))
+    }
+
+    /// [`on_timer`](Self::on_timer), appending a keepalive PING to `out`.
+    pub fn on_timer_into(&mut self, now: u64, out: &mut impl Extend<Bytes>) -> Action {
+        match self.next_deadline() {
+            Some(d) if now >= d => {}
+            _ => return Action::Idle,
+        }
         match self.state {
             WsState::Closed => Action::Idle,
-            WsState::CloseSent => match self.close_deadline {
-                Some(d) if now >= d => {
-                    self.state = WsState::Closed;
-                    self.close_deadline = None;
-                    Action::Hangup
-                }
-                _ => Action::Idle,
-            },
+            WsState::CloseSent => {
+                self.state = WsState::Closed;
+                Action::Hangup
+            }
+            WsState::Open if self.ping_pending => {
+                // No traffic since the PING, for the whole pong timeout.
+                self.state = WsState::Closed;
+                Action::Hangup
+            }
             WsState::Open => {
-                if let Some(t) = self.ping_sent {
-                    if now >= t.saturating_add(self.cfg.pong_timeout_ms) {
-                        self.state = WsState::Closed;
-                        return Action::Hangup;
-                    }
-                    return Action::Idle;
+                let mask = self.next_mask();
+                if let Ok(p) = encode_ping(&[], mask) {
+                    out.extend(std::iter::once(p));
                 }
-                match self.cfg.ping_interval_ms {
-                    Some(i) if now >= self.last_rx.saturating_add(i) => {
-                        let mask = self.next_mask();
-                        if let Ok(p) = encode_ping(&[], mask) {
-                            self.out.push_back(p);
-                        }
-                        self.ping_sent = Some(now);
-                        Action::Write
-                    }
-                    _ => Action::Idle,
-                }
+                self.ping_pending = true;
+                self.at = now;
+                Action::Write
             }
         }
     }
