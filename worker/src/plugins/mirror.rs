@@ -14,7 +14,8 @@
 //!
 //! ## Policies
 //! - **Slow clients lose messages; nobody waits for them.** The ring holds at most
-//!   `ring-messages` (pvo, default [`DEFAULT_RING_MESSAGES`]) messages and `ring-bytes`
+//!   `ring-messages` (pvo, default [`DEFAULT_RING_MESSAGES`], big enough for a burst
+//!   the bus delivers in one loop pass) messages and `ring-bytes`
 //!   (pvo, default [`DEFAULT_RING_BYTES`]) bytes of frames; the oldest go first. A client
 //!   that does not read keeps at most one frame in flight on its connection (writes happen
 //!   only when the previous send completed); when the ring moves past its position, it
@@ -49,10 +50,14 @@ use crate::api::{
 /// The protocol name clients ask for.
 pub const NAME: &str = "lws-mirror-protocol";
 
-/// Messages kept per worker for readers that are behind. 256 covers several seconds of
-/// busy drawing (test.js flushes at most every 16 ms per client) and is lws' order of
-/// magnitude.
-pub const DEFAULT_RING_MESSAGES: u64 = 256;
+/// Messages kept per worker for readers that are behind. A client takes one message
+/// per `writeable` (one per send completion), while the bus hands a worker every
+/// publication queued on its control socket in one loop pass: a burst bigger than the
+/// ring would make even clients that keep up skip. 4096 absorbs what one control-socket
+/// buffer (1 MiB) holds of small drawing commands (~100-250 bytes each), at ~150 bytes of
+/// bookkeeping per message; big messages are bounded by [`DEFAULT_RING_BYTES`] first.
+/// (lws' mirror uses a few hundred and flow-controls its senders instead.)
+pub const DEFAULT_RING_MESSAGES: u64 = 4096;
 /// Most messages a ring may be configured for (the index arithmetic is fine beyond, but
 /// a bigger ring is memory nobody should pay for).
 pub const MAX_RING_MESSAGES: u64 = 1 << 20;
