@@ -36,6 +36,9 @@ pub struct Vhost {
     mounts: Vec<Mount>,
 }
 
+/// Where the test-server demo's forms post to (`protocol-post-demo`).
+pub const FORMTEST_MOUNT: &str = "/formtest";
+
 /// Build time of the embedded demo files: their Last-Modified (a fixed value, so every
 /// worker and every restart give the same validators).
 const EMBEDDED_MTIME: u64 = 1_763_683_200; // 2025-11-21T00:00:00Z
@@ -59,10 +62,17 @@ impl Vhost {
         };
         Ok(Vhost {
             name: "localhost".into(),
-            mounts: vec![Mount {
-                mountpoint: String::new(),
-                origin: Origin::File(Box::new(mount)),
-            }],
+            mounts: vec![
+                Mount {
+                    mountpoint: String::new(),
+                    origin: Origin::File(Box::new(mount)),
+                },
+                // The demo's form POST handler, as libwebsockets-test-server mounts it.
+                Mount {
+                    mountpoint: FORMTEST_MOUNT.into(),
+                    origin: Origin::Callback(crate::plugins::post_demo::NAME.into()),
+                },
+            ],
         })
     }
 
