@@ -112,6 +112,14 @@ pub struct Stats {
     pub loop_stall_ns: u64,
 }
 
+/// Most `writeable` callbacks one connection gets in one loop pass (each allows one
+/// write; all of them leave in one writev).
+pub const WRITEABLE_BATCH: usize = 32;
+
+/// Output queued on a connection above which it gets no more `writeable` callbacks in
+/// this pass (the rest waits for the send to complete).
+pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 /// A pass over the completion queue longer than this counts as a stall (lws' latency
 /// tracking warns about the same kind of hold-ups).
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(20);
@@ -986,11 +994,26 @@ impl Loop {
                 if c.phase != Phase::Open || !c.role.wants_writeable() {
                     continue;
                 }
-                if c.send_inflight {
+                if c.send_inflight || c.out.len() >= WRITE_BATCH_BYTES {
                     // Writeable once the send completes (on_send notes it again).
                     continue;
                 }
-                self.with_role(slot, |role, cx| role.on_writeable(cx));
+                // No send is in flight until the next flush, so a role that asks again
+                // right after its write is called again now: a reader catching up on a
+                // mirror, or an echo with several answers queued, fills one writev instead
+                // of waiting a send round trip per message. Each call still allows one write.
+                for _ in 0..WRITEABLE_BATCH {
+                    self.with_role(slot, |role, cx| role.on_writeable(cx));
+                    let Some(c) = self.conns.get(slot as usize) else {
+                        break;
+                    };
+                    if c.phase != Phase::Open
+                        || !c.role.wants_writeable()
+                        || c.out.len() >= WRITE_BATCH_BYTES
+                    {
+                        break;
+                    }
+                }
                 // Input held back until this answer was written can go on now.
                 self.feed_pending(slot);
             }
