@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import base64
 import json
 import os
@@ -430,6 +431,7 @@ async def check_form(b: Page) -> str:
 async def run(args) -> list[str]:
     url = page_url(args.base_url, args.path, args.ws_url)
     profile = tempfile.mkdtemp(prefix="lwsd-demo-chromium-")
+    ballast = []  # idle connections that shift the server's load balance (see below)
     proc = start_chromium(args.chromium, profile, args.insecure)
     report = []
 
@@ -450,10 +452,15 @@ async def run(args) -> list[str]:
                     # which worker a page's sockets land on is not fixed: open more pages
                     # (the earlier ones stay open and load their worker) until one is
                     # served by another worker than A, then test A against that one.
+                    # A page opens its sockets in a fixed order, so with two workers each
+                    # new page can land the same way: an extra idle connection between
+                    # attempts shifts the balance by one.
                     for attempt in range(2, 10):
                         wa, wb = await page_worker(a), await page_worker(b)
                         if wa is not None and wb is not None and wa != wb:
                             break
+                        u = urllib.parse.urlsplit(args.base_url)
+                        ballast.append(socket.create_connection((u.hostname, u.port or 80), timeout=5))
                         b = await open_page(cdp, f"B{attempt}", url)
                 transport = await a.eval("lwsdDemo.transport")
                 ok(f"page {url} loaded over {transport}")
