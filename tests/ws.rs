@@ -1151,3 +1151,44 @@ fn python_websockets_echo_ping_fragments_close() {
 fn python_websockets_permessage_deflate() {
     python("deflate.py");
 }
+
+/// Section 7.1.7 and lws-echo's promise: the answer to a complete message goes out
+/// before the close caused by a later protocol error, even when the bad frame arrives
+/// in a separate read while the worker is busy (Autobahn 4.1.5 sends octet by octet).
+#[test]
+fn an_echo_is_not_overtaken_by_a_later_protocol_error() {
+    let s = start();
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A neighbour keeps the worker busy so reads pile up between its passes.
+    let busy = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut r = Raw::connect(port);
+            let big = vec![b'b'; 256 << 10];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                r.raw(&frame(true, 0, BIN, &big, Some([0; 4])));
+                assert_eq!(r.read_frame().unwrap().payload.len(), big.len());
+            }
+        })
+    };
+    let mut lost = 0;
+    for i in 0..300 {
+        let mut r = Raw::connect(port);
+        r.send(true, TEXT, b"Hello, world!");
+        for b in frame(true, 0, 7, b"Hello, world!", Some([1, 2, 3, 4])) {
+            r.raw(&[b]);
+        }
+        let (before, code, _) = r.read_until_close();
+        assert_eq!(code, Some(1002), "connection {i}");
+        if before.len() != 1 {
+            lost += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.join().unwrap();
+    assert_eq!(
+        lost, 0,
+        "echoes lost before the close in {lost} of 300 connections"
+    );
+}
