@@ -31,6 +31,11 @@ pub struct WsRole {
     flags: ConnFlags,
     /// `established` ran (the session exists).
     established: bool,
+    /// A message was delivered and the protocol asked to answer it: input waits until
+    /// `writeable` ran, so a later frame (a protocol error, say) cannot overtake the
+    /// answer, even when it arrives in a separate read (Autobahn 4.1.5, sent octet by
+    /// octet).
+    answer_pending: bool,
 }
 
 impl WsRole {
@@ -41,6 +46,7 @@ impl WsRole {
             session: None,
             flags: ConnFlags::default(),
             established: false,
+            answer_pending: false,
         }
     }
 
@@ -133,6 +139,11 @@ impl Role for WsRole {
         {
             return (data.len(), flow);
         }
+        if self.answer_pending && self.flags.want_writeable && self.ws.state() == WsState::Open {
+            // The loop keeps the bytes and feeds them again after `writeable`.
+            return (0, Flow::Continue);
+        }
+        self.answer_pending = false;
         let mut pos = 0;
         while pos < data.len() && self.wants_input() && cx.out.len() < OUT_HIGH_WATER {
             let prog = match self.ws.process(&mut data[pos..], cx.now_ms) {
@@ -194,6 +205,7 @@ impl Role for WsRole {
                 // Let the protocol answer this message before the next is read: its
                 // answer then precedes anything a later frame causes (a close on a
                 // protocol error, say). The loop feeds the rest after `writeable`.
+                self.answer_pending = true;
                 break;
             }
         }
@@ -243,6 +255,7 @@ impl Role for WsRole {
 
     fn on_writeable(&mut self, cx: &mut Cx<'_>) -> Flow {
         self.flags.want_writeable = false;
+        self.answer_pending = false;
         let r = self.callback(cx, true, |p, conn, s| p.writeable(conn, s));
         if self.flags.wrote {
             cx.app.stats.ws_msgs_tx += 1;
