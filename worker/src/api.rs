@@ -287,6 +287,11 @@ pub(crate) struct ConnFlags {
     pub wrote: bool,
     /// `established` ran (the WebSocket role's session exists, or it refused).
     pub established: bool,
+    /// A message was delivered and the protocol asked to answer it: input waits until
+    /// `writeable` ran, so a later frame (a protocol error, say) cannot overtake the
+    /// answer, even when it arrives in a separate read (Autobahn 4.1.5, sent octet by
+    /// octet).
+    pub answer_pending: bool,
     pub close: Option<Box<Close>>,
 }
 

@@ -129,6 +129,14 @@ impl Role for WsRole {
         {
             return (data.len(), flow);
         }
+        if self.flags.answer_pending
+            && self.flags.want_writeable
+            && self.ws.state() == WsState::Open
+        {
+            // The loop keeps the bytes and feeds them again after `writeable`.
+            return (0, Flow::Continue);
+        }
+        self.flags.answer_pending = false;
         let mut pos = 0;
         while pos < data.len() && self.wants_input() && cx.out.len() < OUT_HIGH_WATER {
             let prog = match self.ws.process_into(&mut data[pos..], cx.now_ms, cx.out) {
@@ -189,6 +197,7 @@ impl Role for WsRole {
                 // Let the protocol answer this message before the next is read: its
                 // answer then precedes anything a later frame causes (a close on a
                 // protocol error, say). The loop feeds the rest after `writeable`.
+                self.flags.answer_pending = true;
                 break;
             }
         }
@@ -238,6 +247,7 @@ impl Role for WsRole {
 
     fn on_writeable(&mut self, cx: &mut Cx<'_>) -> Flow {
         self.flags.want_writeable = false;
+        self.flags.answer_pending = false;
         let r = self.callback(cx, true, |p, conn, s| p.writeable(conn, s));
         if self.flags.wrote {
             cx.app.stats.ws_msgs_tx += 1;
