@@ -176,8 +176,16 @@ mod tests {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
     }
 
+    /// The tests count this process's open fds, and libtest runs them on parallel
+    /// threads: each holds this lock so no other test opens or closes fds meanwhile.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn pipe_fds_travel_and_work() {
+        let _serial = serial();
         let (a, b) = pair(SockFlag::empty());
         let (r1, w1) = nix::unistd::pipe().unwrap();
         let (r2, w2) = nix::unistd::pipe().unwrap();
@@ -212,6 +220,7 @@ mod tests {
 
     #[test]
     fn max_fds_in_one_packet() {
+        let _serial = serial();
         let (a, b) = pair(SockFlag::empty());
         let (r, _w) = nix::unistd::pipe().unwrap();
         let many: Vec<BorrowedFd<'_>> = (0..MAX_FDS_PER_MSG).map(|_| r.as_fd()).collect();
@@ -227,6 +236,7 @@ mod tests {
 
     #[test]
     fn too_many_fds_are_closed_and_rejected() {
+        let _serial = serial();
         let (a, b) = pair(SockFlag::empty());
         let (r, _w) = nix::unistd::pipe().unwrap();
         // A peer not using `send` can put more fds in a packet than we accept.
@@ -250,6 +260,7 @@ mod tests {
 
     #[test]
     fn oversized_packet_is_rejected_and_fds_closed() {
+        let _serial = serial();
         let (a, b) = pair(SockFlag::empty());
         let (r, _w) = nix::unistd::pipe().unwrap();
         send(a.as_fd(), &[7u8; 100], &[r.as_fd()]).unwrap();
@@ -264,6 +275,7 @@ mod tests {
 
     #[test]
     fn eof_and_would_block() {
+        let _serial = serial();
         let (a, b) = pair(SockFlag::SOCK_NONBLOCK);
         let mut buf = [0u8; 8];
         let mut fds = Vec::new();
@@ -278,6 +290,7 @@ mod tests {
 
     #[test]
     fn send_to_closed_peer_is_epipe_not_sigpipe() {
+        let _serial = serial();
         let (a, b) = pair(SockFlag::empty());
         drop(b);
         let e = send(a.as_fd(), b"x", &[]).unwrap_err();
@@ -286,6 +299,7 @@ mod tests {
 
     #[test]
     fn full_nonblocking_socket_would_block() {
+        let _serial = serial();
         let (a, _b) = pair(SockFlag::SOCK_NONBLOCK);
         let msg = [0u8; 1024];
         let mut sent = 0;
