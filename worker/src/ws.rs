@@ -209,6 +209,11 @@ impl Role for WsRole {
     }
 
     fn on_sent(&mut self, cx: &mut Cx<'_>) -> Flow {
+        // Everything queued went out: a compressing connection without context takeover
+        // frees its zlib streams (~300-400 KiB) until its next compressed message.
+        if self.ws.compression().is_some() {
+            self.ws.release_idle_memory();
+        }
         self.after(cx)
     }
 
