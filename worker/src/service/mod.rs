@@ -348,7 +348,6 @@ impl Loop {
             fd: into_raw(fd),
             generation,
             phase: Phase::Open,
-            listener,
             recv_armed: false,
             send_inflight: false,
             cancel_inflight: false,
