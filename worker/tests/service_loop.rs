@@ -172,3 +172,70 @@ fn service_handle_posts_from_other_threads_while_running() {
     h.cancel_service();
     drive_until(&mut l, |l| l.app.wakes > before);
 }
+
+/// More connections than provided buffers (`LoopConfig::default().buf_count`), all with
+/// data waiting when their recvs are first submitted: the ring runs dry, the recvs that
+/// find no buffer end with ENOBUFS, and the loop re-arms them once the pass has returned
+/// its buffers. Every connection gets its own bytes back, twice (the re-armed recv keeps
+/// working).
+#[test]
+fn burst_beyond_the_buffer_ring_is_echoed_whole() {
+    const CONNS: usize = 600;
+    assert!(CONNS > LoopConfig::default().buf_count as usize);
+    let mut l = new_loop();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let msg = |i: usize, round: u8| -> Vec<u8> {
+        (0..1000)
+            .map(|k| (i * 31 + k * 7 + round as usize) as u8)
+            .collect()
+    };
+    let mut clients = Vec::with_capacity(CONNS);
+    for i in 0..CONNS {
+        // Data is in the server socket before the loop submits the recv.
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(&msg(i, 0)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        l.adopt(OwnedFd::from(server), 0);
+        client.set_nonblocking(true).unwrap();
+        clients.push(client);
+    }
+    for round in 0..2u8 {
+        if round == 1 {
+            for (i, c) in clients.iter_mut().enumerate() {
+                c.write_all(&msg(i, 1)).unwrap();
+            }
+        }
+        let mut got: Vec<Vec<u8>> = vec![Vec::new(); CONNS];
+        let t = Instant::now();
+        let mut buf = [0u8; 2048];
+        while got.iter().any(|g| g.len() < 1000) {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "round {round}: timed out"
+            );
+            l.run_once(Some(Duration::from_millis(5))).unwrap();
+            for (c, g) in clients.iter_mut().zip(got.iter_mut()) {
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) => panic!("server closed a connection"),
+                        Ok(n) => g.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+            }
+        }
+        for (i, g) in got.iter().enumerate() {
+            assert!(
+                *g == msg(i, round),
+                "round {round}: connection {i} echo wrong"
+            );
+        }
+    }
+    assert!(
+        l.app.stats.recv_enobufs > 0,
+        "the burst did not run the ring dry: the test no longer tests ENOBUFS"
+    );
+    assert_eq!(l.live(), CONNS);
+}

@@ -1,6 +1,19 @@
 //! A connection as the service loop sees it: an fd, the ops in flight on it, its queued
 //! output, its reassembly buffer and its role (the sans-IO protocol state, boxed so an
 //! idle connection costs little and an upgrade swaps it).
+//!
+//! Memory per idle connection is what bounds how many a worker holds (10,000 idle
+//! WebSockets is an ordinary load), so everything a connection needs only while it is
+//! busy lives outside [`Conn`] until it is needed:
+//!
+//! - output: [`OutQueue`] is one pointer; its [`SendState`] (the chunk queue and the
+//!   iovec array of the writev in flight) is lent from the loop's [`SendPool`] for a
+//!   callback and handed back as soon as the queue is empty and no send is in flight,
+//!   so there is no allocation per send and nothing is held while idle;
+//! - input: [`RxBuf`] is one pointer, allocated only while a head or frame is
+//!   incomplete (or input waits for a paused role).
+//!
+//! Hand-written: the shapes are specific to the loop's one-send-in-flight rule.
 
 use std::collections::VecDeque;
 
@@ -13,12 +26,36 @@ use super::Role;
 /// array small.
 pub const MAX_IOV: usize = 64;
 
-/// A connection's pending output: `Bytes` chunks sent in order with writev; a partial
-/// send is continued from where it stopped.
+/// Most drained send states the loop keeps for reuse. A state is taken by every
+/// connection with output queued or a send in flight, so the pool only has to cover the
+/// connections that write in one pass and drain in the next (their states cycle through
+/// it); states beyond this are freed, so a burst across 10,000 connections does not leave
+/// ~300 bytes per connection held while they sit idle afterwards (128 x ~300 B = ~38 KiB
+/// per worker at most).
+pub const SEND_POOL_MAX: usize = 128;
+
+/// Most chunk slots (and iovecs) a pooled state keeps allocated: enough for a writev of
+/// [`MAX_IOV`] chunks. A state that grew past this (a long queue behind a slow reader)
+/// is shrunk before it goes back to the pool.
+pub const SEND_STATE_KEEP: usize = MAX_IOV;
+
+/// The storage of a connection's output while it has some: the chunks not yet
+/// acknowledged by a send completion, their byte count, and the iovecs of the writev in
+/// flight (the kernel reads them until the completion, so they live here, with the
+/// chunks they point into, and not on a stack).
 #[derive(Default)]
-pub struct OutQueue {
+pub struct SendState {
     bufs: VecDeque<Bytes>,
     bytes: usize,
+    iov: Vec<libc::iovec>,
+}
+
+/// A connection's pending output: `Bytes` chunks sent in order with writev; a partial
+/// send is continued from where it stopped. One pointer: the storage ([`SendState`]) is
+/// attached only while output is pending (see the module docs).
+#[derive(Default)]
+pub struct OutQueue {
+    st: Option<Box<SendState>>,
 }
 
 impl Extend<Bytes> for OutQueue {
@@ -34,37 +71,45 @@ impl OutQueue {
     #[inline]
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
-            self.bytes += b.len();
-            self.bufs.push_back(b);
+            // The loop lends a pooled state before every callback; a queue used outside
+            // the loop (tests, tools) allocates its own.
+            let st = self.st.get_or_insert_with(Box::default);
+            st.bytes += b.len();
+            st.bufs.push_back(b);
         }
     }
 
     /// Bytes queued and not yet acknowledged by a send completion.
     #[inline]
     pub fn len(&self) -> usize {
-        self.bytes
+        self.st.as_ref().map_or(0, |s| s.bytes)
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.bytes == 0
+        self.len() == 0
     }
 
-    /// Fills `iov` with the front chunks (at most [`MAX_IOV`]).
-    pub(crate) fn fill_iov(&self, iov: &mut Vec<libc::iovec>) {
-        iov.clear();
-        for b in self.bufs.iter().take(MAX_IOV) {
-            iov.push(libc::iovec {
+    /// Fills the state's iovec array with the front chunks (at most [`MAX_IOV`]) and
+    /// returns it; it stays put (and must not be touched) until the writev completes.
+    /// `None` when nothing is queued.
+    pub(crate) fn fill_iov(&mut self) -> Option<&[libc::iovec]> {
+        let st = self.st.as_deref_mut()?;
+        st.iov.clear();
+        for b in st.bufs.iter().take(MAX_IOV) {
+            st.iov.push(libc::iovec {
                 iov_base: b.as_ptr() as *mut _,
                 iov_len: b.len(),
             });
         }
+        Some(&st.iov)
     }
 
     /// The front chunk, when it is the only one (sent with a plain send, no iovec).
     pub(crate) fn single(&self) -> Option<&Bytes> {
-        if self.bufs.len() == 1 {
-            self.bufs.front()
+        let st = self.st.as_deref()?;
+        if st.bufs.len() == 1 {
+            st.bufs.front()
         } else {
             None
         }
@@ -72,14 +117,17 @@ impl OutQueue {
 
     /// Drops `n` sent bytes from the front.
     pub(crate) fn advance(&mut self, mut n: usize) {
-        self.bytes -= n.min(self.bytes);
+        let Some(st) = self.st.as_deref_mut() else {
+            return;
+        };
+        st.bytes -= n.min(st.bytes);
         while n > 0 {
-            let Some(front) = self.bufs.front_mut() else {
+            let Some(front) = st.bufs.front_mut() else {
                 return;
             };
             if front.len() <= n {
                 n -= front.len();
-                self.bufs.pop_front();
+                st.bufs.pop_front();
             } else {
                 front.advance(n);
                 return;
@@ -87,10 +135,125 @@ impl OutQueue {
         }
     }
 
-    /// Drops everything (the connection is being torn down).
+    /// Drops everything queued (the connection is being torn down). Not while a send is
+    /// in flight: the kernel may still read the chunks.
     pub(crate) fn clear(&mut self) {
-        self.bufs.clear();
-        self.bytes = 0;
+        if let Some(st) = self.st.as_deref_mut() {
+            st.bufs.clear();
+            st.bytes = 0;
+        }
+    }
+}
+
+/// The loop's drained [`SendState`]s, lent to connections while they have output.
+#[derive(Default)]
+pub struct SendPool {
+    #[allow(
+        clippy::vec_box,
+        reason = "states move in and out of connections' OutQueue as boxes (one pointer there)"
+    )]
+    free: Vec<Box<SendState>>,
+}
+
+impl SendPool {
+    /// Gives `out` a state before a callback that may write, unless it has one (a
+    /// pooled state: no allocation on the send path once the pool is warm).
+    #[inline]
+    pub(crate) fn lend(&mut self, out: &mut OutQueue) {
+        if out.st.is_none() {
+            out.st = self.free.pop();
+        }
+    }
+
+    /// Takes `out`'s state back if its queue is empty. The caller guarantees no send is
+    /// in flight (its iovecs and chunks are the kernel's until the completion).
+    #[inline]
+    pub(crate) fn reclaim(&mut self, out: &mut OutQueue) {
+        if out.st.as_ref().is_some_and(|s| s.bytes == 0) {
+            self.put(out.st.take());
+        }
+    }
+
+    /// Takes `out`'s state back whatever it holds (the connection is gone, no op in
+    /// flight); queued chunks are dropped.
+    pub(crate) fn reclaim_all(&mut self, out: &mut OutQueue) {
+        self.put(out.st.take());
+    }
+
+    fn put(&mut self, st: Option<Box<SendState>>) {
+        let Some(mut st) = st else {
+            return;
+        };
+        if self.free.len() >= SEND_POOL_MAX {
+            return;
+        }
+        st.bufs.clear();
+        st.bytes = 0;
+        st.iov.clear();
+        st.bufs.shrink_to(SEND_STATE_KEEP);
+        st.iov.shrink_to(SEND_STATE_KEEP);
+        self.free.push(st);
+    }
+
+    /// States held for reuse.
+    pub fn pooled(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// Most bytes a reassembly buffer keeps allocated once it has been drained to a partial
+/// frame: larger buffers (a big upload that arrived while the role was paused) are
+/// shrunk back to this so a connection does not keep its peak.
+const RX_KEEP: usize = 16 * 1024;
+
+/// Received bytes the role has not consumed yet (a partial head or frame, or bytes that
+/// arrived while the role was paused). One pointer; unallocated while empty, which is
+/// most of the time.
+#[derive(Default)]
+pub struct RxBuf {
+    #[allow(
+        clippy::box_collection,
+        reason = "8 bytes in every connection instead of 24; allocated only while bytes wait"
+    )]
+    buf: Option<Box<Vec<u8>>>,
+}
+
+impl RxBuf {
+    /// Appends received bytes.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        if !data.is_empty() {
+            self.buf
+                .get_or_insert_with(Box::default)
+                .extend_from_slice(data);
+        }
+    }
+
+    /// Drops the first `n` bytes (what the role consumed); frees the buffer once empty.
+    pub fn consume(&mut self, n: usize) {
+        let Some(b) = self.buf.as_deref_mut() else {
+            return;
+        };
+        if n >= b.len() {
+            self.buf = None;
+        } else {
+            b.drain(..n);
+            if b.capacity() > RX_KEEP && b.len() <= RX_KEEP {
+                b.shrink_to(RX_KEEP);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for RxBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl std::ops::DerefMut for RxBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.buf.as_deref_mut().map_or(&mut [], Vec::as_mut_slice)
     }
 }
 
@@ -109,12 +272,12 @@ pub enum Phase {
     Closing,
 }
 
-/// One connection.
+/// One connection: 64 bytes, one cache line (see `conn_is_small`). The listener it came
+/// from is not kept: only the role factory needs it.
 pub struct Conn {
     pub fd: i32,
     pub generation: u32,
     pub phase: Phase,
-    pub listener: u16,
     /// A multishot recv is armed.
     pub recv_armed: bool,
     /// A send/writev is in flight (at most one).
@@ -129,12 +292,10 @@ pub struct Conn {
     pub rx_paused: bool,
     /// The peer sent EOF.
     pub peer_eof: bool,
+    /// Queued output, with the iovecs of the writev in flight.
     pub out: OutQueue,
-    /// The iovecs of the writev in flight: they must stay put until its completion.
-    pub iov: Vec<libc::iovec>,
-    /// Received bytes the role has not consumed yet (a partial head or frame, or bytes
-    /// that arrived while the role was paused). Empty (unallocated) most of the time.
-    pub rx: Vec<u8>,
+    /// Received bytes the role has not consumed yet.
+    pub rx: RxBuf,
     /// The connection's timer deadline (ms on the loop clock; u64::MAX = none).
     pub deadline: u64,
     /// The earliest deadline already queued in the timer heap for this connection.
@@ -159,17 +320,129 @@ mod tests {
         q.push(Bytes::new());
         q.push(Bytes::from_static(b"world"));
         assert_eq!(q.len(), 11);
-        let mut iov = Vec::new();
-        q.fill_iov(&mut iov);
-        assert_eq!(iov.len(), 2, "the empty chunk takes no iovec");
+        assert_eq!(
+            q.fill_iov().unwrap().len(),
+            2,
+            "the empty chunk takes no iovec"
+        );
         q.advance(4);
         assert_eq!(q.len(), 7);
-        assert_eq!(q.bufs.front().unwrap().as_ref(), b"o ");
+        assert_eq!(q.st.as_ref().unwrap().bufs.front().unwrap().as_ref(), b"o ");
         q.advance(2);
         assert_eq!(q.single().unwrap().as_ref(), b"world");
         q.advance(5);
         assert!(q.is_empty());
         q.advance(3); // over-advance is harmless
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn empty_queue_has_no_storage() {
+        let mut q = OutQueue::default();
+        q.push(Bytes::new());
+        assert!(q.st.is_none(), "an empty chunk allocates nothing");
+        assert!(q.fill_iov().is_none());
+        assert!(q.single().is_none());
+        q.advance(1);
+        q.clear();
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn fill_iov_caps_at_max_iov() {
+        let mut q = OutQueue::default();
+        q.extend((0..MAX_IOV + 5).map(|_| Bytes::from_static(b"x")));
+        assert_eq!(q.len(), MAX_IOV + 5);
+        assert_eq!(q.fill_iov().unwrap().len(), MAX_IOV);
+        q.advance(MAX_IOV);
+        assert_eq!(q.fill_iov().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn pool_lends_and_reclaims_one_state() {
+        let mut pool = SendPool::default();
+        let mut q = OutQueue::default();
+        pool.lend(&mut q);
+        assert!(q.st.is_none(), "an empty pool lends nothing");
+        q.push(Bytes::from_static(b"abc"));
+        pool.reclaim(&mut q);
+        assert!(q.st.is_some(), "a queue with output keeps its state");
+        q.advance(3);
+        pool.reclaim(&mut q);
+        assert!(q.st.is_none());
+        assert_eq!(pool.pooled(), 1);
+        let ptr = {
+            pool.lend(&mut q);
+            q.st.as_deref().map(|s| s as *const SendState).unwrap()
+        };
+        q.push(Bytes::from_static(b"de"));
+        assert_eq!(q.len(), 2);
+        assert_eq!(pool.pooled(), 0);
+        // The same state came back: no allocation on the second send.
+        assert_eq!(q.st.as_deref().map(|s| s as *const SendState), Some(ptr));
+        pool.reclaim_all(&mut q);
+        assert!(q.is_empty());
+        assert_eq!(pool.pooled(), 1);
+        pool.lend(&mut q);
+        assert!(q.is_empty(), "a reclaimed state comes back empty");
+    }
+
+    #[test]
+    fn pool_is_bounded_and_trims_states() {
+        let mut pool = SendPool::default();
+        let mut qs: Vec<OutQueue> = (0..SEND_POOL_MAX + 10)
+            .map(|_| {
+                let mut q = OutQueue::default();
+                q.extend((0..SEND_STATE_KEEP * 4).map(|_| Bytes::from_static(b"y")));
+                q.fill_iov();
+                q
+            })
+            .collect();
+        for q in &mut qs {
+            pool.reclaim_all(q);
+            assert!(q.st.is_none());
+        }
+        assert_eq!(pool.pooled(), SEND_POOL_MAX);
+        for st in &pool.free {
+            assert!(st.bufs.capacity() < SEND_STATE_KEEP * 2);
+            assert!(st.iov.capacity() <= SEND_STATE_KEEP);
+        }
+    }
+
+    #[test]
+    fn rx_buf_allocates_only_while_holding_bytes() {
+        let mut rx = RxBuf::default();
+        assert!(rx.is_empty());
+        rx.extend_from_slice(&[]);
+        assert!(rx.buf.is_none());
+        rx.extend_from_slice(b"partial");
+        assert_eq!(&*rx, b"partial");
+        rx.consume(3);
+        assert_eq!(&*rx, b"tial");
+        rx[0] = b'T';
+        assert_eq!(&*rx, b"Tial");
+        rx.consume(100);
+        assert!(rx.is_empty() && rx.buf.is_none(), "freed once drained");
+    }
+
+    #[test]
+    fn rx_buf_gives_back_a_peak() {
+        let mut rx = RxBuf::default();
+        rx.extend_from_slice(&vec![1; RX_KEEP * 4]);
+        rx.consume(RX_KEEP * 4 - 10);
+        assert_eq!(rx.len(), 10);
+        assert!(rx.buf.as_ref().unwrap().capacity() <= RX_KEEP);
+    }
+
+    #[test]
+    fn conn_is_small() {
+        // What an idle connection costs in the slab (plus its role's allocation).
+        assert!(
+            std::mem::size_of::<Conn>() <= 72,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert_eq!(std::mem::size_of::<OutQueue>(), 8);
+        assert_eq!(std::mem::size_of::<RxBuf>(), 8);
     }
 }

@@ -31,7 +31,7 @@ use crate::api::ConnId;
 use slab::Slab;
 
 use self::bufring::BufRing;
-use self::conn::{Conn, OutQueue, Phase};
+use self::conn::{Conn, OutQueue, Phase, RxBuf, SendPool};
 use self::handle::Waker;
 pub use self::handle::{Posted, ServiceHandle};
 pub use self::run::run_worker;
@@ -110,6 +110,9 @@ pub struct Stats {
     pub ws_bytes_tx: u64,
     /// Time spent handling completions in passes that took over [`STALL_THRESHOLD`].
     pub loop_stall_ns: u64,
+    /// Multishot recvs ended because the provided-buffer ring ran dry (each is re-armed;
+    /// a steady climb says `LoopConfig::buf_count` is too small for the load).
+    pub recv_enobufs: u64,
 }
 
 /// Most `writeable` callbacks one connection gets in one loop pass (each allows one
@@ -145,9 +148,15 @@ pub struct LoopConfig {
     /// Submission queue entries. Completions get 4x (connections with multishot recv
     /// complete far more often than we submit).
     pub ring_entries: u32,
-    /// Provided buffers (power of two) and their size: 1024 x 8 KiB = 8 MiB per worker,
-    /// touched only as used. 8 KiB holds any ordinary request head and a useful slice of
-    /// an upload; a larger read costs one more recv, never correctness.
+    /// Provided buffers (power of two) and their size: 256 x 8 KiB = 2 MiB per worker.
+    /// 8 KiB holds any ordinary request head and a useful slice of an upload; a larger
+    /// read costs one more recv, never correctness. The count trades resident memory
+    /// against re-arms: buffers are handed out in ring order, so even small recvs end
+    /// up touching a page of every buffer (1,024 buffers cost ~4 MiB of RSS, ~400 B per
+    /// connection at 10,000 idle ones), while a burst of more ready connections than
+    /// buffers in one pass only ends some multishot recvs with ENOBUFS, which the loop
+    /// re-arms once the pass has returned its buffers (tested with 600 connections
+    /// sending at once in tests/service_loop.rs).
     pub buf_count: u16,
     pub buf_size: u32,
     /// Most bytes a connection may hold unconsumed in its reassembly buffer before the
@@ -162,7 +171,7 @@ impl Default for LoopConfig {
     fn default() -> Self {
         LoopConfig {
             ring_entries: 4096,
-            buf_count: 1024,
+            buf_count: 256,
             buf_size: 8192,
             rx_max: 256 * 1024,
             linger: Duration::from_secs(2),
@@ -179,6 +188,8 @@ pub struct Loop {
     ring: IoUring,
     bufs: BufRing,
     conns: Slab<Conn>,
+    /// Send states lent to connections while they have output (see `conn`).
+    send_pool: SendPool,
     timers: Timers,
     waker: Waker,
     wake_buf: Box<[u8; 8]>,
@@ -227,6 +238,7 @@ impl Loop {
             ring,
             bufs,
             conns: Slab::with_capacity(1024),
+            send_pool: SendPool::default(),
             timers: Timers::default(),
             waker,
             wake_buf: Box::new([0; 8]),
@@ -265,8 +277,9 @@ impl Loop {
     fn push(&mut self, e: squeue::Entry) {
         // SAFETY: every entry the loop builds points only at memory that outlives the op:
         // recv ops use the provided buffer ring (lives as long as the ring); a send points
-        // into `Bytes` kept in the connection's OutQueue and iovecs in `Conn::iov`, both
-        // untouched until the send's completion (at most one send in flight, and a
+        // into `Bytes` kept in the connection's OutQueue and iovecs in its send state, both
+        // untouched until the send's completion (at most one send in flight; the queue is
+        // not cleared nor its state returned to the pool while a send is in flight, and a
         // connection is only freed once its ops have completed); the wake read targets
         // `wake_buf`, boxed and owned by the loop; cancel/poll/shutdown carry no pointers.
         unsafe {
@@ -335,7 +348,6 @@ impl Loop {
             fd: into_raw(fd),
             generation,
             phase: Phase::Open,
-            listener,
             recv_armed: false,
             send_inflight: false,
             cancel_inflight: false,
@@ -344,8 +356,7 @@ impl Loop {
             rx_paused: false,
             peer_eof: false,
             out: OutQueue::default(),
-            iov: Vec::new(),
-            rx: Vec::new(),
+            rx: RxBuf::default(),
             deadline: u64::MAX,
             queued: u64::MAX,
             role,
@@ -504,7 +515,8 @@ impl Loop {
             match -res {
                 // The ring ran dry (re-armed once buffers are back), or a cancel for rx
                 // flow control landed: re-arm if reading is wanted again meanwhile.
-                libc::ENOBUFS | libc::ECANCELED => {
+                e @ (libc::ENOBUFS | libc::ECANCELED) => {
+                    self.app.stats.recv_enobufs += u64::from(e == libc::ENOBUFS);
                     if !more && c.phase != Phase::Closing && !c.rx_paused {
                         self.rearm.push(slot);
                     }
@@ -555,6 +567,7 @@ impl Loop {
             return;
         }
         let mut deadline = c.deadline;
+        self.send_pool.lend(&mut c.out);
         let mut cx = Cx {
             id: ConnId {
                 slot,
@@ -586,6 +599,7 @@ impl Loop {
             }
             let mut rx = std::mem::take(&mut c.rx);
             let mut deadline = c.deadline;
+            self.send_pool.lend(&mut c.out);
             let mut cx = Cx {
                 id: ConnId {
                     slot,
@@ -599,7 +613,7 @@ impl Loop {
             };
             let (used, flow) = c.role.on_data(&mut cx, &mut rx);
             let upgraded = matches!(flow, Flow::Upgrade(_));
-            rx.drain(..used.min(rx.len()));
+            rx.consume(used);
             // A role that consumed nothing but still wants input needs more bytes.
             let progress = used > 0 || upgraded;
             if !rx.is_empty() {
@@ -661,6 +675,7 @@ impl Loop {
             self.mark_dirty(slot);
             return;
         }
+        self.send_pool.reclaim(&mut c.out);
         let phase = c.phase;
         self.note_writeable(slot);
         match phase {
@@ -692,6 +707,7 @@ impl Loop {
     ) -> Flow {
         let c = &mut self.conns[slot as usize];
         let mut deadline = c.deadline;
+        self.send_pool.lend(&mut c.out);
         let mut cx = Cx {
             id: ConnId {
                 slot,
@@ -705,9 +721,7 @@ impl Loop {
         };
         let flow = f(c.role.as_mut(), &mut cx);
         self.set_deadline(slot, deadline);
-        if !self.conns[slot as usize].out.is_empty() {
-            self.mark_dirty(slot);
-        }
+        self.settle_out(slot);
         flow
     }
 
@@ -719,10 +733,20 @@ impl Loop {
 
     fn after_callback(&mut self, slot: u32, deadline: u64, flow: Flow) {
         self.set_deadline(slot, deadline);
-        if !self.conns[slot as usize].out.is_empty() {
-            self.mark_dirty(slot);
-        }
+        self.settle_out(slot);
         self.apply(slot, flow);
+    }
+
+    /// After a callback: a connection with output goes on the flush list; one without
+    /// gives its lent send state back (never while a send is in flight: the kernel reads
+    /// its iovecs).
+    fn settle_out(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if !c.out.is_empty() {
+            self.mark_dirty(slot);
+        } else if !c.send_inflight {
+            self.send_pool.reclaim(&mut c.out);
+        }
     }
 
     /// Queues the connection for a `writeable` callback if its role asked for one.
@@ -800,8 +824,10 @@ impl Loop {
                     .flags(libc::MSG_NOSIGNAL)
                     .build()
             } else {
-                c.out.fill_iov(&mut c.iov);
-                opcode::Writev::new(types::Fd(c.fd), c.iov.as_ptr(), c.iov.len() as u32).build()
+                let Some(iov) = c.out.fill_iov() else {
+                    continue;
+                };
+                opcode::Writev::new(types::Fd(c.fd), iov.as_ptr(), iov.len() as u32).build()
             };
             c.send_inflight = true;
             self.push(e.user_data(ud));
@@ -815,7 +841,7 @@ impl Loop {
             // the peer closes or the linger time passes.
             let _ = nix::sys::socket::shutdown(c.fd, nix::sys::socket::Shutdown::Write);
             c.phase = Phase::Lingering;
-            c.rx = Vec::new();
+            c.rx = RxBuf::default();
             let at = self.now_ms + self.cfg.linger.as_millis() as u64;
             self.set_deadline(slot, at);
             if !self.conns[slot as usize].recv_armed {
@@ -829,8 +855,13 @@ impl Loop {
 
     /// Closes a connection: cancels its ops, closes the fd once they have completed.
     fn abort(&mut self, slot: u32) {
-        if let Some(c) = self.conns.get_mut(slot as usize) {
+        if let Some(c) = self.conns.get_mut(slot as usize)
+            && !c.send_inflight
+        {
+            // (With a send in flight the chunks stay until its completion: the kernel
+            // may still be reading them. The connection is freed after it.)
             c.out.clear();
+            self.send_pool.reclaim(&mut c.out);
         }
         self.begin_close(slot);
     }
@@ -859,8 +890,10 @@ impl Loop {
             return;
         }
         let mut c = self.conns.remove(slot as usize);
-        // No op refers to the fd any more: closing it cannot race the kernel.
+        // No op refers to the fd or the send state any more: closing it cannot race the
+        // kernel.
         drop(owned(c.fd));
+        self.send_pool.reclaim_all(&mut c.out);
         c.role.on_closed(
             &mut self.app,
             ConnId {
