@@ -175,6 +175,8 @@ pub struct Loop {
     waker: Waker,
     wake_buf: Box<[u8; 8]>,
     cqes: Vec<(u64, i32, u32)>,
+    /// Small multi-chunk output is copied here before sending ([`conn::COALESCE_MAX`]).
+    coalesce_buf: bytes::BytesMut,
     dirty: Vec<u32>,
     rearm: Vec<u32>,
     /// Connections whose role asked for a `writeable` callback.
@@ -223,6 +225,7 @@ impl Loop {
             waker,
             wake_buf: Box::new([0; 8]),
             cqes: Vec::with_capacity(1024),
+            coalesce_buf: bytes::BytesMut::new(),
             dirty: Vec::new(),
             rearm: Vec::new(),
             wq: Vec::new(),
@@ -787,6 +790,7 @@ impl Loop {
                 continue;
             }
             let ud = token::encode(Op::Send, slot, c.generation);
+            c.out.coalesce(&mut self.coalesce_buf);
             let e = if let Some(b) = c.out.single() {
                 opcode::Send::new(types::Fd(c.fd), b.as_ptr(), b.len() as u32)
                     .flags(libc::MSG_NOSIGNAL)
