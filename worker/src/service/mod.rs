@@ -21,7 +21,7 @@ pub mod timers;
 pub mod token;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
@@ -194,6 +194,11 @@ pub struct Loop {
     stop: bool,
     next_stats: u64,
     handle: ServiceHandle,
+    /// This process's id, read once: `std::process::id()` is a getpid(2) syscall and the
+    /// figures plugins read are refreshed every pass.
+    pid: u32,
+    /// Close ops pushed but not yet submitted ([`Loop::live`] counts them).
+    closes_queued: usize,
 }
 
 /// The generation of a slot's next occupant: kept across reuse in a side table so a late
@@ -241,6 +246,8 @@ impl Loop {
             stop: false,
             next_stats: 0,
             handle,
+            pid: std::process::id(),
+            closes_queued: 0,
         };
         l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
@@ -252,9 +259,10 @@ impl Loop {
         self.handle.clone()
     }
 
-    /// Live connections.
+    /// Live connections, counting those whose fd close is queued for the next submit:
+    /// when this is zero, every connection's socket is closed.
     pub fn live(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.closes_queued
     }
 
     fn push(&mut self, e: squeue::Entry) {
@@ -263,7 +271,7 @@ impl Loop {
         // into `Bytes` kept in the connection's OutQueue and iovecs in `Conn::iov`, both
         // untouched until the send's completion (at most one send in flight, and a
         // connection is only freed once its ops have completed); the wake read targets
-        // `wake_buf`, boxed and owned by the loop; cancel/poll/shutdown carry no pointers.
+        // `wake_buf`, boxed and owned by the loop; cancel/poll/shutdown/close carry no pointers.
         unsafe {
             while self.ring.submission().push(&e).is_err() {
                 // The queue is full: hand what is queued to the kernel and retry.
@@ -370,6 +378,8 @@ impl Loop {
         while !self.stop {
             self.run_once(None)?;
         }
+        // Hand the last pass's ring closes to the kernel.
+        self.ring.submit()?;
         Ok(())
     }
 
@@ -406,6 +416,10 @@ impl Loop {
         } else {
             self.ring.submit()
         };
+        if self.ring.submission().is_empty() {
+            // Everything pushed, the closes included, went to the kernel.
+            self.closes_queued = 0;
+        }
         match res {
             Ok(_) => {}
             Err(e)
@@ -416,7 +430,7 @@ impl Loop {
             Err(e) => return Err(e),
         }
         let pass_start = Instant::now();
-        self.now_ms = self.clock();
+        self.now_ms = pass_start.duration_since(self.start).as_millis() as u64;
         self.app.now_unix = crate::unix_now();
         self.reap_for_space();
         let mut cqes = std::mem::take(&mut self.cqes);
@@ -458,6 +472,10 @@ impl Loop {
                 self.arm_wake();
                 return;
             }
+            Op::Close => {
+                log(2, &format!("close of a connection's fd failed: {res}"));
+                return;
+            }
             Op::Control => {
                 if !cqueue::more(flags) {
                     self.control_armed = false;
@@ -484,7 +502,7 @@ impl Loop {
             Op::Cancel => {
                 self.conns[slot as usize].cancel_inflight = false;
             }
-            Op::Shutdown | Op::Wake | Op::Control => {}
+            Op::Shutdown | Op::Wake | Op::Control | Op::Close => {}
         }
         self.maybe_finish_close(slot);
     }
@@ -855,8 +873,16 @@ impl Loop {
             return;
         }
         let mut c = self.conns.remove(slot as usize);
-        // No op refers to the fd any more: closing it cannot race the kernel.
-        drop(owned(c.fd));
+        // No op refers to the fd any more: closing it cannot race the kernel. The close
+        // is a ring op riding in the next submit rather than a close(2) of its own (one
+        // syscall less per connection); its completion is posted only if it fails. The
+        // fd number stays taken until then, so no new connection can be confused with it.
+        let e = opcode::Close::new(types::Fd(c.fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(token::encode(Op::Close, slot, c.generation));
+        self.push(e);
+        self.closes_queued += 1;
         c.role.on_closed(
             &mut self.app,
             ConnId {
@@ -1010,7 +1036,7 @@ impl Loop {
         let s = &self.app.stats;
         self.app.plugin.snapshot = crate::api::WorkerFigures {
             index: self.app.index,
-            pid: std::process::id(),
+            pid: self.pid,
             conns: self.conns.len() as u32,
             ws_conns: s.ws_conns,
             accepted: s.accepted_total,
@@ -1161,12 +1187,6 @@ impl Loop {
 
 fn into_raw(fd: OwnedFd) -> i32 {
     std::os::fd::IntoRawFd::into_raw_fd(fd)
-}
-
-fn owned(fd: i32) -> OwnedFd {
-    // SAFETY: `fd` came from `into_raw` of an OwnedFd when the connection was adopted and
-    // is closed exactly once, here, when the connection is freed.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 fn explain_uring_error(e: io::Error) -> io::Error {
