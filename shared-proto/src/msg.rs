@@ -71,6 +71,7 @@ const T_STATS: u8 = 0x42;
 const T_BUS_FROM: u8 = 0x43;
 
 const TAG_UNIX: u8 = 0;
+const TAG_UNKNOWN: u8 = 1;
 const TAG_V4: u8 = 4;
 const TAG_V6: u8 = 6;
 
@@ -104,6 +105,9 @@ pub enum PeerAddr {
     V6([u8; 16], u16),
     /// Unix sockets: peers are normally unnamed; credentials come from SO_PEERCRED.
     Unix,
+    /// Not looked up by the supervisor (a getpeername per connection is ~4 % of its
+    /// handoff cost): the worker asks its socket when a protocol needs the address.
+    Unknown,
 }
 
 /// Worker → supervisor.
@@ -265,6 +269,7 @@ impl ToWorker {
             out.extend_from_slice(&c.listener.to_le_bytes());
             match c.peer {
                 PeerAddr::Unix => out.push(TAG_UNIX),
+                PeerAddr::Unknown => out.push(TAG_UNKNOWN),
                 PeerAddr::V4(a, port) => {
                     out.push(TAG_V4);
                     out.extend_from_slice(&a);
@@ -294,6 +299,7 @@ impl ToWorker {
                     let listener = r.u16()?;
                     let peer = match r.u8()? {
                         TAG_UNIX => PeerAddr::Unix,
+                        TAG_UNKNOWN => PeerAddr::Unknown,
                         TAG_V4 => PeerAddr::V4(*r.array::<4>()?, r.u16()?),
                         TAG_V6 => PeerAddr::V6(*r.array::<16>()?, r.u16()?),
                         t => return Err(DecodeError::BadPeerTag(t)),
@@ -543,9 +549,10 @@ mod tests {
     }
 
     fn conn(i: usize) -> NewConn {
-        let peer = match i % 3 {
+        let peer = match i % 4 {
             0 => PeerAddr::V4([127, 0, 0, i as u8], u16::MAX - i as u16),
             1 => PeerAddr::V6([0xff; 16], 0),
+            2 => PeerAddr::Unknown,
             _ => PeerAddr::Unix,
         };
         NewConn {
@@ -560,6 +567,7 @@ mod tests {
         rt_to(ToWorker::NewConns(vec![conn(0)]));
         rt_to(ToWorker::NewConns(vec![conn(1)]));
         rt_to(ToWorker::NewConns(vec![conn(2)]));
+        rt_to(ToWorker::NewConns(vec![conn(3)]));
         rt_to(ToWorker::NewConns((0..MAX_FDS_PER_MSG).map(conn).collect()));
     }
 

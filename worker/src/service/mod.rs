@@ -21,7 +21,7 @@ pub mod timers;
 pub mod token;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
@@ -194,6 +194,8 @@ pub struct Loop {
     waker: Waker,
     wake_buf: Box<[u8; 8]>,
     cqes: Vec<(u64, i32, u32)>,
+    /// Small multi-chunk output is copied here before sending ([`conn::COALESCE_MAX`]).
+    coalesce_buf: bytes::BytesMut,
     dirty: Vec<u32>,
     rearm: Vec<u32>,
     /// Connections whose role asked for a `writeable` callback.
@@ -211,6 +213,11 @@ pub struct Loop {
     stop: bool,
     next_stats: u64,
     handle: ServiceHandle,
+    /// This process's id, read once: `std::process::id()` is a getpid(2) syscall and the
+    /// figures plugins read are refreshed every pass.
+    pid: u32,
+    /// Close ops pushed but not yet submitted ([`Loop::live`] counts them).
+    closes_queued: usize,
 }
 
 /// The generation of a slot's next occupant: kept across reuse in a side table so a late
@@ -243,6 +250,7 @@ impl Loop {
             waker,
             wake_buf: Box::new([0; 8]),
             cqes: Vec::with_capacity(1024),
+            coalesce_buf: bytes::BytesMut::new(),
             dirty: Vec::new(),
             rearm: Vec::new(),
             wq: Vec::new(),
@@ -258,6 +266,8 @@ impl Loop {
             stop: false,
             next_stats: 0,
             handle,
+            pid: std::process::id(),
+            closes_queued: 0,
         };
         l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
@@ -269,9 +279,10 @@ impl Loop {
         self.handle.clone()
     }
 
-    /// Live connections.
+    /// Live connections, counting those whose fd close is queued for the next submit:
+    /// when this is zero, every connection's socket is closed.
     pub fn live(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.closes_queued
     }
 
     fn push(&mut self, e: squeue::Entry) {
@@ -281,7 +292,7 @@ impl Loop {
         // untouched until the send's completion (at most one send in flight; the queue is
         // not cleared nor its state returned to the pool while a send is in flight, and a
         // connection is only freed once its ops have completed); the wake read targets
-        // `wake_buf`, boxed and owned by the loop; cancel/poll/shutdown carry no pointers.
+        // `wake_buf`, boxed and owned by the loop; cancel/poll/shutdown/close carry no pointers.
         unsafe {
             while self.ring.submission().push(&e).is_err() {
                 // The queue is full: hand what is queued to the kernel and retry.
@@ -386,6 +397,8 @@ impl Loop {
         while !self.stop {
             self.run_once(None)?;
         }
+        // Hand the last pass's ring closes to the kernel.
+        self.ring.submit()?;
         Ok(())
     }
 
@@ -422,6 +435,10 @@ impl Loop {
         } else {
             self.ring.submit()
         };
+        if self.ring.submission().is_empty() {
+            // Everything pushed, the closes included, went to the kernel.
+            self.closes_queued = 0;
+        }
         match res {
             Ok(_) => {}
             Err(e)
@@ -432,7 +449,7 @@ impl Loop {
             Err(e) => return Err(e),
         }
         let pass_start = Instant::now();
-        self.now_ms = self.clock();
+        self.now_ms = pass_start.duration_since(self.start).as_millis() as u64;
         self.app.now_unix = crate::unix_now();
         self.reap_for_space();
         let mut cqes = std::mem::take(&mut self.cqes);
@@ -474,6 +491,10 @@ impl Loop {
                 self.arm_wake();
                 return;
             }
+            Op::Close => {
+                log(2, &format!("close of a connection's fd failed: {res}"));
+                return;
+            }
             Op::Control => {
                 if !cqueue::more(flags) {
                     self.control_armed = false;
@@ -500,7 +521,7 @@ impl Loop {
             Op::Cancel => {
                 self.conns[slot as usize].cancel_inflight = false;
             }
-            Op::Shutdown | Op::Wake | Op::Control => {}
+            Op::Shutdown | Op::Wake | Op::Control | Op::Close => {}
         }
         self.maybe_finish_close(slot);
     }
@@ -819,6 +840,7 @@ impl Loop {
                 continue;
             }
             let ud = token::encode(Op::Send, slot, c.generation);
+            c.out.coalesce(&mut self.coalesce_buf);
             let e = if let Some(b) = c.out.single() {
                 opcode::Send::new(types::Fd(c.fd), b.as_ptr(), b.len() as u32)
                     .flags(libc::MSG_NOSIGNAL)
@@ -891,8 +913,16 @@ impl Loop {
         }
         let mut c = self.conns.remove(slot as usize);
         // No op refers to the fd or the send state any more: closing it cannot race the
-        // kernel.
-        drop(owned(c.fd));
+        // kernel. The close is a ring op riding in the next submit rather than a close(2)
+        // of its own (one syscall less per connection); its completion is posted only if
+        // it fails. The fd number stays taken until then, so no new connection can be
+        // confused with it.
+        let e = opcode::Close::new(types::Fd(c.fd))
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(token::encode(Op::Close, slot, c.generation));
+        self.push(e);
+        self.closes_queued += 1;
         self.send_pool.reclaim_all(&mut c.out);
         c.role.on_closed(
             &mut self.app,
@@ -1062,7 +1092,7 @@ impl Loop {
         let s = &self.app.stats;
         self.app.plugin.snapshot = crate::api::WorkerFigures {
             index: self.app.index,
-            pid: std::process::id(),
+            pid: self.pid,
             conns: self.conns.len() as u32,
             ws_conns: s.ws_conns,
             accepted: s.accepted_total,
@@ -1242,12 +1272,6 @@ fn process_rss_bytes() -> u64 {
 
 fn into_raw(fd: OwnedFd) -> i32 {
     std::os::fd::IntoRawFd::into_raw_fd(fd)
-}
-
-fn owned(fd: i32) -> OwnedFd {
-    // SAFETY: `fd` came from `into_raw` of an OwnedFd when the connection was adopted and
-    // is closed exactly once, here, when the connection is freed.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 fn explain_uring_error(e: io::Error) -> io::Error {

@@ -20,6 +20,8 @@ pub enum Op {
     Wake = 5,
     /// A `shutdown(SHUT_WR)` before a lingering close.
     Shutdown = 6,
+    /// The close of a freed connection's fd (its completion is only posted on error).
+    Close = 7,
 }
 
 impl Op {
@@ -31,6 +33,7 @@ impl Op {
             4 => Op::Control,
             5 => Op::Wake,
             6 => Op::Shutdown,
+            7 => Op::Close,
             _ => return None,
         })
     }
@@ -65,6 +68,7 @@ mod tests {
             Op::Control,
             Op::Wake,
             Op::Shutdown,
+            Op::Close,
         ] {
             for (slot, generation) in [(0, 0), (u32::MAX, GEN_MASK), (17, 5)] {
                 assert_eq!(
