@@ -257,3 +257,51 @@ fn killed_worker_loses_only_its_connections_and_comes_back() {
     let st = l.terminate();
     assert_eq!(st.code(), Some(0), "{st:?} signal {:?}", st.signal());
 }
+
+#[test]
+fn the_peer_address_travels_with_the_fd() {
+    use std::io::{BufRead, BufReader, Write};
+    let port = support::free_port();
+    let mut child = std::process::Command::new(support::lwsd_bin())
+        .args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-j",
+            "1",
+            "-d",
+            "31",
+        ])
+        .args(["--metrics-addr", "off"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("connection from V4([127, 0, 0, 1]"))
+    });
+    let t = Instant::now();
+    let local_port = loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            break s.local_addr().unwrap().port();
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "lwsd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let t = Instant::now();
+    while !lines.is_finished() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = lines
+        .join()
+        .unwrap()
+        .expect("the worker logs the peer it was handed");
+    assert!(line.contains(&format!("], {local_port})")), "{line}");
+}

@@ -23,7 +23,7 @@
 //! two workers): ~15 µs of supervisor CPU per connection, ~6 connections per pass.
 //! About 40 % of it is the scheduler (sleeping in and waking from the CQ wait, the
 //! machine being oversubscribed), ~10 % waking the worker on its control socket;
-//! getpeername was ~0.6 µs (now skipped: [`PeerAddr::Unknown`]); coop vs deferred task running and a `min_wait` batching
+//! getpeername is ~0.6 µs; coop vs deferred task running and a `min_wait` batching
 //! delay made no improvement (the latter was worse).
 //!
 //! `unsafe` here is the kernel boundary only: the io_uring SQE push (whose buffers must
@@ -41,6 +41,7 @@ use lwsd_proto::{FromWorker, MAX_FDS_PER_MSG, MAX_MSG_SIZE, NewConn, PeerAddr, T
 use lwsd_worker::config::ListenerKind;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{SockaddrStorage, getpeername};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -525,10 +526,11 @@ impl Supervisor {
     }
 
     fn assign(&mut self, li: usize, fd: OwnedFd) {
-        // No getpeername here: it was ~4 % of the supervisor's cost per connection and
-        // no worker code reads the address; a protocol that wants it asks the socket.
+        // The peer address travels with the fd (DESIGN.md section 1): multishot accept
+        // returns no address, so it is one getpeername (~0.6 µs, ~4 % of the
+        // supervisor's cost per connection).
         let peer = match self.listeners[li].as_ref().map(|l| &l.kind) {
-            Some(ListenerKind::Tcp(_)) => PeerAddr::Unknown,
+            Some(ListenerKind::Tcp(_)) => peer_addr(&fd),
             _ => PeerAddr::Unix,
         };
         let conn = NewConn {
@@ -1014,6 +1016,24 @@ impl Supervisor {
                 wk.shutdown_pending = false;
             }
         }
+    }
+}
+
+/// The peer of an accepted TCP connection. A connection reset between accept and this
+/// call has no peer any more; it is handed over anyway (as `Unknown`) and the worker sees
+/// the reset on its first read.
+fn peer_addr(fd: &OwnedFd) -> PeerAddr {
+    match getpeername::<SockaddrStorage>(fd.as_raw_fd()) {
+        Ok(sa) => {
+            if let Some(v4) = sa.as_sockaddr_in() {
+                PeerAddr::V4(v4.ip().octets(), v4.port())
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                PeerAddr::V6(v6.ip().octets(), v6.port())
+            } else {
+                PeerAddr::Unknown
+            }
+        }
+        Err(_) => PeerAddr::Unknown,
     }
 }
 

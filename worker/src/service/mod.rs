@@ -1196,6 +1196,15 @@ impl Loop {
             match lwsd_proto::ToWorker::decode(&buf[..n]) {
                 Ok(lwsd_proto::ToWorker::NewConns(conns)) => {
                     for (nc, fd) in conns.iter().zip(fds.drain(..)) {
+                        if crate::log_enabled(16) {
+                            log(
+                                16,
+                                &format!(
+                                    "connection from {:?} on listener {}",
+                                    nc.peer, nc.listener
+                                ),
+                            );
+                        }
                         if self.draining {
                             drop(fd);
                         } else {
