@@ -5,6 +5,10 @@
 //! - [`mount`]: what a URL maps to (files today; redirect, callback, cgi, proxy later).
 //! - [`service`]: the only module that does I/O: the io_uring loop.
 
+// `unsafe` only at the kernel boundary: the io_uring submission and the provided buffer
+// ring in `service`. Protocol roles, mounts and the plugin API have none.
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod assets;
 pub mod config;
@@ -12,6 +16,7 @@ pub mod http;
 pub mod mount;
 pub mod plugins;
 pub mod roles;
+#[allow(unsafe_code)]
 pub mod service;
 pub mod vhost;
 pub mod ws;

@@ -1,4 +1,6 @@
 //! Mounts: what a URL path maps to.
 
+#![forbid(unsafe_code)]
+
 pub mod file;
 pub mod mime;
