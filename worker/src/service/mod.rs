@@ -587,20 +587,14 @@ impl Loop {
             }
             return;
         }
-        let mut deadline = c.deadline;
-        self.send_pool.lend(&mut c.out);
-        let mut cx = Cx {
-            id: ConnId {
-                slot,
-                generation: c.generation,
-            },
-            out: &mut c.out,
-            app: &mut self.app,
-            now_ms: self.now_ms,
-            deadline: &mut deadline,
-            draining: self.draining,
-        };
-        let (used, flow) = c.role.on_data(&mut cx, data);
+        let ((used, flow), deadline) = call_role(
+            c,
+            slot,
+            &mut self.app,
+            &mut self.send_pool,
+            (self.now_ms, self.draining),
+            |role, cx| role.on_data(cx, data),
+        );
         if used < data.len() {
             c.rx.extend_from_slice(&data[used..]);
         }
@@ -619,20 +613,14 @@ impl Loop {
                 break;
             }
             let mut rx = std::mem::take(&mut c.rx);
-            let mut deadline = c.deadline;
-            self.send_pool.lend(&mut c.out);
-            let mut cx = Cx {
-                id: ConnId {
-                    slot,
-                    generation: c.generation,
-                },
-                out: &mut c.out,
-                app: &mut self.app,
-                now_ms: self.now_ms,
-                deadline: &mut deadline,
-                draining: self.draining,
-            };
-            let (used, flow) = c.role.on_data(&mut cx, &mut rx);
+            let ((used, flow), deadline) = call_role(
+                c,
+                slot,
+                &mut self.app,
+                &mut self.send_pool,
+                (self.now_ms, self.draining),
+                |role, cx| role.on_data(cx, &mut rx),
+            );
             let upgraded = matches!(flow, Flow::Upgrade(_));
             rx.consume(used);
             // A role that consumed nothing but still wants input needs more bytes.
@@ -727,20 +715,14 @@ impl Loop {
         f: impl FnOnce(&mut dyn Role, &mut Cx<'_>) -> Flow,
     ) -> Flow {
         let c = &mut self.conns[slot as usize];
-        let mut deadline = c.deadline;
-        self.send_pool.lend(&mut c.out);
-        let mut cx = Cx {
-            id: ConnId {
-                slot,
-                generation: c.generation,
-            },
-            out: &mut c.out,
-            app: &mut self.app,
-            now_ms: self.now_ms,
-            deadline: &mut deadline,
-            draining: self.draining,
-        };
-        let flow = f(c.role.as_mut(), &mut cx);
+        let (flow, deadline) = call_role(
+            c,
+            slot,
+            &mut self.app,
+            &mut self.send_pool,
+            (self.now_ms, self.draining),
+            f,
+        );
         self.set_deadline(slot, deadline);
         self.settle_out(slot);
         flow
@@ -1249,6 +1231,33 @@ impl Loop {
             let _ = lwsd_proto::send(fd.as_fd(), &buf, &[]);
         }
     }
+}
+
+/// Runs a role callback on connection `c` (in `slot`) with a fresh [`Cx`]; returns what
+/// the callback returned and the deadline the role left. `clock` is (now_ms, draining).
+fn call_role<R>(
+    c: &mut Conn,
+    slot: u32,
+    app: &mut crate::App,
+    pool: &mut SendPool,
+    clock: (u64, bool),
+    f: impl FnOnce(&mut dyn Role, &mut Cx<'_>) -> R,
+) -> (R, u64) {
+    let mut deadline = c.deadline;
+    pool.lend(&mut c.out);
+    let mut cx = Cx {
+        id: ConnId {
+            slot,
+            generation: c.generation,
+        },
+        out: &mut c.out,
+        app,
+        now_ms: clock.0,
+        deadline: &mut deadline,
+        draining: clock.1,
+    };
+    let r = f(c.role.as_mut(), &mut cx);
+    (r, deadline)
 }
 
 /// User + system CPU time of this process (getrusage), in nanoseconds.
