@@ -23,54 +23,16 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from procstat import Server, cpu_seconds
+
 LWS_RES = "/usr/share/libwebsockets-test-server"
 SMALL = "favicon.ico"  # 1,406 bytes: served by all three (lws serves only its own dir)
 BIG = "test.html"  # 7,205 bytes
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except FileNotFoundError:
-            pass
-    return total / CLK_TCK
-
-
-def tree(pid):
-    """pid and all its descendants (lwsd's workers, nginx's worker)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except FileNotFoundError:
-            pass
-    return out
-
-
-def wait_port(port, timeout=10):
-    t = time.time()
-    while time.time() - t < timeout:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing answers on port {port}")
 
 
 def run_client(cmd):
@@ -99,29 +61,6 @@ def parse_h2load(out):
     m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     bad = int(m.group(3)) + int(m.group(4)) if m else 0
     return ok, failed + errored + bad
-
-
-class Server:
-    def __init__(self, name, argv, port, cwd=None, env=None):
-        self.name, self.port = name, port
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_port(port)
-        time.sleep(0.3)
-
-    def pids(self):
-        return tree(self.proc.pid)
-
-    def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 def nginx_conf(root, port, sendfile, tmp):
@@ -189,7 +128,7 @@ def main():
     for name, start in servers:
         try:
             srv = start()
-        except (FileNotFoundError, SystemExit) as e:
+        except (FileNotFoundError, RuntimeError) as e:
             print(f"# {name}: not run ({e})", file=sys.stderr)
             continue
         try:

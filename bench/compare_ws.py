@@ -30,89 +30,15 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from procstat import Server, cpu_seconds, rss_bytes
+
 FD_LIMIT = 20000
 MIRROR = "lws-mirror-protocol"
-
-
-def tree(pid):
-    """pid and all its descendants (lwsd's workers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return out
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / CLK_TCK
-
-
-def rss_bytes(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE  # resident pages
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
-def wait_port(port, timeout=10):
-    t = time.time()
-    while time.time() - t < timeout:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
-class Server:
-    def __init__(self, name, argv, port):
-        self.name, self.port = name, port
-        # exec keeps the pid: the shell only raises the fd limit first.
-        cmd = f"ulimit -n {FD_LIMIT} && exec " + " ".join(argv)
-        self.proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_port(port)
-        time.sleep(0.5)
-
-    def pids(self):
-        return tree(self.proc.pid)
-
-    def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 class Load:
@@ -282,9 +208,11 @@ def main():
     for j in filter(None, a.jobs.split(",")):
         port = 7830 + int(j)
         servers.append((f"lwsd-j{j}", port, lambda j=j, port=port: Server(
-            f"lwsd-j{j}", [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1"], port)))
+            f"lwsd-j{j}", [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1"], port,
+            settle=0.5, fd_limit=FD_LIMIT)))
     servers.append(("libwebsockets", 7829, lambda: Server(
-        "libwebsockets", ["libwebsockets-test-server", "-p", "7829"], 7829)))
+        "libwebsockets", ["libwebsockets-test-server", "-p", "7829"], 7829,
+        settle=0.5, fd_limit=FD_LIMIT)))
     only = set(filter(None, a.only.split(",")))
     if only:
         servers = [s for s in servers if s[0] in only]
