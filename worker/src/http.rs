@@ -30,7 +30,7 @@ use crate::roles::ws::conn::WsConn;
 use crate::roles::ws::{deflate, handshake};
 use crate::service::conn::OutQueue;
 use crate::service::{Cx, Flow, Role, RoleFactory};
-use crate::vhost::{Route, Vhost};
+use crate::vhost::{MountId, Route, Vhost};
 use crate::ws::WsRole;
 
 /// Size of each piece of a streamed file body. 128 KiB: large enough that a loopback
@@ -162,7 +162,11 @@ impl HttpConn {
     /// usable. Returns the flow when the connection must close.
     fn on_head(&mut self, cx: &mut Cx<'_>, head: &RequestHeadRef<'_>) -> Option<Flow> {
         let http = cx.app.http.as_mut().expect("http state");
-        if let Route::Callback(name, path) = http.vhost.route(head.path()) {
+        let mount = http.vhost.resolve(head.path());
+        if http.vhost.is_callback(mount) {
+            let Route::Callback(name, path) = http.vhost.target(mount, head.path()) else {
+                unreachable!("is_callback said so");
+            };
             let path = path.to_vec();
             let proto = cx.app.protocols.index(name);
             return self.callback_head(cx, head, proto, &path);
@@ -182,9 +186,9 @@ impl HttpConn {
             }
             // Too big to read just to drop it: answer now and close (RFC 9110 10.1.1
             // lets a server answer before the content; it must then close).
-            return self.answer(cx, head, false);
+            return self.answer(cx, head, false, mount);
         }
-        self.answer(cx, head, true)
+        self.answer(cx, head, true, mount)
     }
 
     /// Answers a request (routing it to its mount). `reusable`: the request has been read
@@ -194,12 +198,13 @@ impl HttpConn {
         cx: &mut Cx<'_>,
         head: &h1::RequestHead<B>,
         reusable: bool,
+        mount: Option<MountId>,
     ) -> Option<Flow> {
         let now_unix = cx.app.now_unix;
         let keep_alive = head.keep_alive && reusable && !cx.draining;
         let head_only = head.method == Method::Head;
         let http = cx.app.http.as_mut().expect("http state");
-        let status = match (head.method, http.vhost.route(head.path())) {
+        let status = match (head.method, http.vhost.target(mount, head.path())) {
             (Method::Get | Method::Head, Route::File(mount, path)) => {
                 let req = FileRequest {
                     head_only,
@@ -658,11 +663,13 @@ impl Role for HttpConn {
                             break;
                         }
                     }
-                    if let Some(head) = self.deferred.take()
-                        && let Some(fl) = self.answer(cx, &head, true)
-                    {
-                        flow = fl;
-                        break;
+                    if let Some(head) = self.deferred.take() {
+                        let http = cx.app.http.as_ref().expect("http state");
+                        let mount = http.vhost.resolve(head.path());
+                        if let Some(fl) = self.answer(cx, &head, true, mount) {
+                            flow = fl;
+                            break;
+                        }
                     }
                 }
                 Event::NeedMore => break,

@@ -21,6 +21,10 @@ pub struct Mount {
     pub origin: Origin,
 }
 
+/// A mount of a vhost, as [`Vhost::resolve`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountId(usize);
+
 /// Where a request goes.
 pub enum Route<'a> {
     /// A file mount and the request path relative to it (starting with `/`).
@@ -78,6 +82,13 @@ impl Vhost {
 
     /// The mount for `path` (the request-target's path, still percent-encoded).
     pub fn route<'a>(&'a mut self, path: &'a [u8]) -> Route<'a> {
+        let m = self.resolve(path);
+        self.target(m, path)
+    }
+
+    /// Which mount covers `path` (an index, so the answer can be kept while other state
+    /// is borrowed, and the mounts are scanned once per request).
+    pub fn resolve(&self, path: &[u8]) -> Option<MountId> {
         let mut best: Option<usize> = None;
         for (i, m) in self.mounts.iter().enumerate() {
             let mp = m.mountpoint.as_bytes();
@@ -87,17 +98,25 @@ impl Vhost {
                 best = Some(i);
             }
         }
-        match best {
-            Some(i) => {
-                let m = &mut self.mounts[i];
-                let rest = &path[m.mountpoint.len()..];
-                let rest: &[u8] = if rest.is_empty() { b"/" } else { rest };
-                match &mut m.origin {
-                    Origin::File(f) => Route::File(f, rest),
-                    Origin::Callback(p) => Route::Callback(p, rest),
-                }
-            }
-            None => Route::NotFound,
+        best.map(MountId)
+    }
+
+    /// Whether `m` is a `callback://` mount.
+    pub fn is_callback(&self, m: Option<MountId>) -> bool {
+        m.is_some_and(|m| matches!(self.mounts[m.0].origin, Origin::Callback(_)))
+    }
+
+    /// The route for `path` through the mount [`resolve`](Self::resolve) found.
+    pub fn target<'a>(&'a mut self, m: Option<MountId>, path: &'a [u8]) -> Route<'a> {
+        let Some(MountId(i)) = m else {
+            return Route::NotFound;
+        };
+        let m = &mut self.mounts[i];
+        let rest = path.get(m.mountpoint.len()..).unwrap_or_default();
+        let rest: &[u8] = if rest.is_empty() { b"/" } else { rest };
+        match &mut m.origin {
+            Origin::File(f) => Route::File(f, rest),
+            Origin::Callback(p) => Route::Callback(p, rest),
         }
     }
 }
