@@ -77,11 +77,35 @@ impl HttpShared {
         }
     }
 
-    fn head_buf(&mut self) -> &mut BytesMut {
+    /// A complete response head (status line, Server, Date, framing, `headers`) as
+    /// `Bytes` split off the shared scratch buffer.
+    fn head(
+        &mut self,
+        now_unix: u64,
+        status: u16,
+        version: Version,
+        keep_alive: bool,
+        body: ResponseBody,
+        headers: &[(&[u8], &[u8])],
+    ) -> Bytes {
         if self.scratch.capacity() - self.scratch.len() < 1024 {
             self.scratch.reserve(64 * 1024);
         }
-        &mut self.scratch
+        let date = *self.date.get(now_unix);
+        h1::write_response_head(
+            &mut self.scratch,
+            &ResponseHead {
+                status,
+                reason: None,
+                version,
+                keep_alive,
+                body,
+                date: &date,
+                server: &self.server,
+                headers,
+            },
+        );
+        self.scratch.split().freeze()
     }
 }
 
@@ -360,24 +384,10 @@ impl HttpConn {
     ) -> Option<Flow> {
         let now_unix = cx.app.now_unix;
         let http = cx.app.http.as_mut().expect("http state");
-        let date = *http.date.get(now_unix);
-        let server = http.server.clone();
         let headers: [(&[u8], &[u8]); 1] = [(b"Content-Type", resp.content_type.as_bytes())];
-        let buf = http.head_buf();
-        h1::write_response_head(
-            buf,
-            &ResponseHead {
-                status: resp.status,
-                reason: None,
-                version,
-                keep_alive,
-                body: ResponseBody::Length(resp.body.len() as u64),
-                date: &date,
-                server: &server,
-                headers: &headers,
-            },
-        );
-        cx.out.push(buf.split().freeze());
+        let len = ResponseBody::Length(resp.body.len() as u64);
+        cx.out
+            .push(http.head(now_unix, resp.status, version, keep_alive, len, &headers));
         if !head_only {
             cx.out.push(resp.body);
         }
@@ -459,27 +469,13 @@ impl HttpConn {
         let now_unix = cx.app.now_unix;
         let http = cx.app.http.as_mut().expect("http state");
         let body = h1::response::error_body(status);
-        let date = *http.date.get(now_unix);
-        let server = http.server.clone();
         let mut headers: [(&[u8], &[u8]); 4] = [(b"", b""); 4];
         headers[0] = (b"Content-Type", b"text/html; charset=utf-8");
         let n = 1 + extra.len().min(3);
         headers[1..n].copy_from_slice(&extra[..n - 1]);
-        let buf = http.head_buf();
-        h1::write_response_head(
-            buf,
-            &ResponseHead {
-                status,
-                reason: None,
-                version,
-                keep_alive,
-                body: ResponseBody::Length(body.len() as u64),
-                date: &date,
-                server: &server,
-                headers: &headers[..n],
-            },
-        );
-        cx.out.push(buf.split().freeze());
+        let len = ResponseBody::Length(body.len() as u64);
+        cx.out
+            .push(http.head(now_unix, status, version, keep_alive, len, &headers[..n]));
         if !head_only {
             cx.out.push(Bytes::from_static(body));
         }
@@ -494,8 +490,6 @@ impl HttpConn {
         now_unix: u64,
         resp: FileResponse,
     ) {
-        let date = *http.date.get(now_unix);
-        let server = http.server.clone();
         let mut headers: [(&[u8], &[u8]); 6] = [(b"", b""); 6];
         let mut n = 0;
         let mut cr_buf = [0u8; 64];
@@ -531,21 +525,14 @@ impl HttpConn {
         } else {
             ResponseBody::Length(resp.content_length)
         };
-        let buf = http.head_buf();
-        h1::write_response_head(
-            buf,
-            &ResponseHead {
-                status: resp.status,
-                reason: None,
-                version,
-                keep_alive,
-                body,
-                date: &date,
-                server: &server,
-                headers: &headers[..n],
-            },
-        );
-        out.push(buf.split().freeze());
+        out.push(http.head(
+            now_unix,
+            resp.status,
+            version,
+            keep_alive,
+            body,
+            &headers[..n],
+        ));
         match resp.body {
             FileBody::Empty => {}
             FileBody::Bytes(b) => out.push(b),
