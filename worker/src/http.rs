@@ -584,7 +584,7 @@ impl Default for HttpConn {
 
 fn count_status(app: &mut App, status: u16) {
     let class = (status / 100).clamp(1, 5) as usize - 1;
-    app.stats.http_requests_total[class] += 1;
+    app.stats.wire.http_requests_total[class] += 1;
 }
 
 impl Role for HttpConn {

@@ -93,7 +93,7 @@ impl WsRole {
         match proto.established(&mut conn) {
             Ok(s) => {
                 self.session = Some(s);
-                cx.app.stats.ws_conns += 1;
+                cx.app.stats.wire.ws_conns += 1;
                 None
             }
             Err(c) => Some(self.fail(cx, c)),
@@ -161,9 +161,9 @@ impl Role for WsRole {
                 remaining: chunk.remaining,
             };
             let payload = chunk.payload;
-            cx.app.stats.ws_bytes_rx += payload.len() as u64;
+            cx.app.stats.wire.ws_bytes_rx += payload.len() as u64;
             if info.last {
-                cx.app.stats.ws_msgs_rx += 1;
+                cx.app.stats.wire.ws_msgs_rx += 1;
             }
             // The chunk borrows `self.ws`: the callback gets no writer (writes belong in
             // `writeable`), which is what lets the payload stay in place, unmasked.
@@ -255,7 +255,7 @@ impl Role for WsRole {
         self.flags.answer_pending = false;
         let r = self.callback(cx, true, |p, conn, s| p.writeable(conn, s));
         if self.flags.wrote {
-            cx.app.stats.ws_msgs_tx += 1;
+            cx.app.stats.wire.ws_msgs_tx += 1;
         }
         if let Some(Err(c)) = r {
             self.flags.close = Some(Box::new(c));
@@ -274,7 +274,7 @@ impl Role for WsRole {
 
     fn on_closed(&mut self, app: &mut App, id: ConnId) {
         if let Some(session) = self.session.take() {
-            app.stats.ws_conns = app.stats.ws_conns.saturating_sub(1);
+            app.stats.wire.ws_conns = app.stats.wire.ws_conns.saturating_sub(1);
             if let Some(proto) = app
                 .protocols
                 .list

@@ -120,8 +120,8 @@ fn close_after_flush_eof_and_timer() {
     let mut rest = Vec::new();
     c.read_to_end(&mut rest).unwrap();
     assert_eq!(rest, b"x");
-    assert_eq!(l.app.stats.accepted_total, 3);
-    assert_eq!(l.app.stats.closed_total, 3);
+    assert_eq!(l.app.stats.wire.accepted_total, 3);
+    assert_eq!(l.app.stats.wire.closed_total, 3);
     // slots are reused with a new generation; the new connection works
     let mut d = connect(&mut l, &listener);
     d.write_all(b"again").unwrap();

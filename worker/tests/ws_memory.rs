@@ -224,7 +224,7 @@ fn idle_echo_connection_heap() {
     }
     let idle = per_conn(base, live(), N);
     assert_eq!(l.live(), N);
-    assert_eq!(l.app.stats.ws_conns as usize, N);
+    assert_eq!(l.app.stats.wire.ws_conns as usize, N);
 
     let slab = std::mem::size_of::<lwsd_worker::service::conn::Conn>();
     let role = std::mem::size_of::<lwsd_worker::ws::WsRole>();

@@ -100,16 +100,10 @@ pub trait Role {
 /// Worker-wide counters, sent to the supervisor as a snapshot.
 #[derive(Default, Clone, Debug)]
 pub struct Stats {
-    pub accepted_total: u64,
-    pub closed_total: u64,
-    pub http_requests_total: [u64; 5],
-    pub ws_conns: u32,
-    pub ws_msgs_rx: u64,
-    pub ws_msgs_tx: u64,
-    pub ws_bytes_rx: u64,
-    pub ws_bytes_tx: u64,
-    /// Time spent handling completions in passes that took over [`STALL_THRESHOLD`].
-    pub loop_stall_ns: u64,
+    /// What the supervisor gets (live connections, CPU and RSS are filled in when sent).
+    /// `loop_stall_ns` counts time spent handling completions in passes that took over
+    /// [`STALL_THRESHOLD`].
+    pub wire: lwsd_proto::WorkerStats,
     /// Multishot recvs ended because the provided-buffer ring ran dry (each is re-armed;
     /// a steady climb says `LoopConfig::buf_count` is too small for the load).
     pub recv_enobufs: u64,
@@ -372,7 +366,7 @@ impl Loop {
             queued: u64::MAX,
             role,
         });
-        self.app.stats.accepted_total += 1;
+        self.app.stats.wire.accepted_total += 1;
         self.arm_recv(slot);
         // Give the role a chance to set its first deadline (header timeout) and greet.
         self.with_role(slot, |role, cx| role.on_data(cx, &mut []).1);
@@ -472,7 +466,7 @@ impl Loop {
         }
         let took = pass_start.elapsed();
         if took > STALL_THRESHOLD {
-            self.app.stats.loop_stall_ns += took.as_nanos() as u64;
+            self.app.stats.wire.loop_stall_ns += took.as_nanos() as u64;
         }
         Ok(())
     }
@@ -918,7 +912,7 @@ impl Loop {
             g.resize(slot as usize + 1, 0);
         }
         g[slot as usize] = next_generation(c.generation);
-        self.app.stats.closed_total += 1;
+        self.app.stats.wire.closed_total += 1;
     }
 
     fn fire_timers(&mut self) {
@@ -1071,7 +1065,7 @@ impl Loop {
     }
 
     fn refresh_figures(&mut self) {
-        let s = &self.app.stats;
+        let s = &self.app.stats.wire;
         self.app.plugin.snapshot = crate::api::WorkerFigures {
             index: self.app.index,
             pid: self.pid,
@@ -1207,20 +1201,11 @@ impl Loop {
         let Some(fd) = self.control.as_ref() else {
             return;
         };
-        let s = &self.app.stats;
         let stats = lwsd_proto::WorkerStats {
             live_conns: self.conns.len() as u32,
-            accepted_total: s.accepted_total,
-            closed_total: s.closed_total,
-            http_requests_total: s.http_requests_total,
-            ws_conns: s.ws_conns,
-            ws_msgs_rx: s.ws_msgs_rx,
-            ws_msgs_tx: s.ws_msgs_tx,
-            ws_bytes_rx: s.ws_bytes_rx,
-            ws_bytes_tx: s.ws_bytes_tx,
-            loop_stall_ns: s.loop_stall_ns,
             cpu_ns: process_cpu_ns(),
             rss_bytes: process_rss_bytes(),
+            ..self.app.stats.wire
         };
         let mut buf = Vec::with_capacity(256);
         if lwsd_proto::FromWorker::Stats(stats)
