@@ -305,3 +305,43 @@ fn the_peer_address_travels_with_the_fd() {
         .expect("the worker logs the peer it was handed");
     assert!(line.contains(&format!("], {local_port})")), "{line}");
 }
+
+#[test]
+fn each_worker_is_pinned_to_its_own_core() {
+    let l = Lwsd::start(&["-j", "2"]);
+    let w = l
+        .wait_workers(2, &[], Duration::from_secs(10))
+        .expect("two workers");
+    let read = || -> Vec<String> {
+        w.iter()
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("Cpus_allowed_list:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    // A worker pins itself first thing, but the second may still be starting.
+    let t = Instant::now();
+    let mut cores = read();
+    while cores.iter().any(|c| c.parse::<usize>().is_err()) && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        cores = read();
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for c in &cores {
+        assert!(
+            c.parse::<usize>().is_ok(),
+            "a worker allows more than one core: {c}"
+        );
+    }
+    if n >= 2 {
+        assert_ne!(cores[0], cores[1], "both workers on core {}", cores[0]);
+    }
+}
