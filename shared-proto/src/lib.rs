@@ -7,6 +7,8 @@
 //! - [`fdpass`]: sending and receiving one packet together with file descriptors in
 //!   `SCM_RIGHTS` (unix(7)), the way accepted connections travel from the supervisor to a
 //!   worker.
+//! - [`handoff`]: the 64-bit token that names a connection's listener and peer when the
+//!   supervisor sends its fd straight into a worker's io_uring (`IORING_OP_MSG_RING`).
 //!
 //! The encoding is hand-written rather than serde + bincode because the messages are
 //! few and fixed, the decoder must be total on hostile bytes with exact limits, and the
@@ -18,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod fdpass;
+pub mod handoff;
 pub mod msg;
 
 pub use fdpass::{recv, send};

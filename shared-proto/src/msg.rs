@@ -21,7 +21,10 @@
 //! - `Shutdown` (0x02): `u32 grace_ms`.
 //! - `Bus` (0x03 / 0x43): `u8 channel_len`, channel (UTF-8), `u16 origin`, `u64 seq`,
 //!   `u32 payload_len`, payload.
-//! - `Hello` (0x41): `u16 index`, `u32 pid`.
+//! - `Hello` (0x41): `u16 index`, `u32 pid`, `i32 ring_fd`: the number of the worker's
+//!   io_uring fd in the worker, or -1. With one, new connections may be sent straight into
+//!   its fixed-file table with `IORING_OP_MSG_RING` ([`crate::handoff`]); the supervisor
+//!   takes the fd with pidfd_getfd(2), since Linux refuses io_uring fds in SCM_RIGHTS.
 //! - `Stats` (0x42): the [`WorkerStats`] fields in declaration order, fixed size.
 //!
 //! The decoder is total: bad magic, version or type, truncation, bytes left over,
@@ -35,7 +38,7 @@ use std::fmt;
 pub const MAGIC: [u8; 2] = *b"LW";
 /// Wire version; bumped on any incompatible change. Supervisor and workers are the same
 /// binary, so a mismatch means a corrupted or foreign packet, and it is rejected.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Magic + version + type.
 pub const HEADER_LEN: usize = 4;
 
@@ -113,8 +116,9 @@ pub enum PeerAddr {
 /// Worker → supervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FromWorker {
-    /// First message of a worker, once its loop is ready.
-    Hello { index: u16, pid: u32 },
+    /// First message of a worker, once its loop is ready. `ring_fd`: its io_uring's fd
+    /// number (-1: none), for connections by `MSG_RING` ([`crate::handoff`]).
+    Hello { index: u16, pid: u32, ring_fd: i32 },
     /// A snapshot, pushed every ~250 ms and on demand.
     Stats(WorkerStats),
     /// Publish to every worker; the supervisor relays in order per publisher.
@@ -173,6 +177,8 @@ pub enum DecodeError {
     /// `NewConns` with more than [`MAX_FDS_PER_MSG`] connections.
     TooManyConns(usize),
     BadPeerTag(u8),
+    /// `Hello`'s ring fd is below -1.
+    BadRingFd(i32),
     /// Bus channel name longer than [`MAX_BUS_CHANNEL`].
     ChannelTooLong(usize),
     ChannelNotUtf8,
@@ -197,6 +203,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "{n} connections in one message, limit {MAX_FDS_PER_MSG}")
             }
             DecodeError::BadPeerTag(t) => write!(f, "unknown peer address tag {t}"),
+            DecodeError::BadRingFd(v) => write!(f, "hello ring fd {v}, expected -1 or more"),
             DecodeError::ChannelTooLong(n) => {
                 write!(f, "bus channel of {n} bytes, limit {MAX_BUS_CHANNEL}")
             }
@@ -321,10 +328,15 @@ impl FromWorker {
     /// Encodes into `out`, replacing its contents.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
-            FromWorker::Hello { index, pid } => {
+            FromWorker::Hello {
+                index,
+                pid,
+                ring_fd,
+            } => {
                 header(out, T_HELLO);
                 out.extend_from_slice(&index.to_le_bytes());
                 out.extend_from_slice(&pid.to_le_bytes());
+                out.extend_from_slice(&ring_fd.to_le_bytes());
                 Ok(())
             }
             FromWorker::Stats(s) => {
@@ -361,6 +373,10 @@ impl FromWorker {
             T_HELLO => FromWorker::Hello {
                 index: r.u16()?,
                 pid: r.u32()?,
+                ring_fd: match r.u32()? as i32 {
+                    fd if fd >= -1 => fd,
+                    fd => return Err(DecodeError::BadRingFd(fd)),
+                },
             },
             T_STATS => {
                 let live_conns = r.u32()?;
@@ -590,6 +606,24 @@ mod tests {
     }
 
     #[test]
+    fn hello_ring_fd_is_minus_1_or_more() {
+        let mut buf = Vec::new();
+        FromWorker::Hello {
+            index: 1,
+            pid: 2,
+            ring_fd: 7,
+        }
+        .encode(&mut buf)
+        .unwrap();
+        let n = buf.len();
+        assert_eq!(buf[n - 4..], 7i32.to_le_bytes());
+        buf[n - 4..].copy_from_slice(&(-2i32).to_le_bytes());
+        assert_eq!(FromWorker::decode(&buf), Err(DecodeError::BadRingFd(-2)));
+        buf.pop();
+        assert_eq!(FromWorker::decode(&buf), Err(DecodeError::Truncated));
+    }
+
+    #[test]
     fn new_conns_wire_layout() {
         let mut buf = Vec::new();
         ToWorker::encode_new_conns(
@@ -602,7 +636,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             buf,
-            [b'L', b'W', 1, 0x01, 1, 0, 2, 0, 4, 10, 0, 0, 1, 0x34, 0x12]
+            [
+                b'L', b'W', VERSION, 0x01, 1, 0, 2, 0, 4, 10, 0, 0, 1, 0x34, 0x12
+            ]
         );
     }
 
@@ -673,10 +709,15 @@ mod tests {
 
     #[test]
     fn hello_and_stats_round_trip() {
-        rt_from(FromWorker::Hello { index: 0, pid: 0 });
+        rt_from(FromWorker::Hello {
+            index: 0,
+            pid: 0,
+            ring_fd: -1,
+        });
         rt_from(FromWorker::Hello {
             index: u16::MAX,
             pid: u32::MAX,
+            ring_fd: i32::MAX,
         });
         rt_from(FromWorker::Stats(WorkerStats::default()));
         let max = WorkerStats {
@@ -710,8 +751,11 @@ mod tests {
             Err(DecodeError::BadMagic([b'X', b'W']))
         );
         let mut bad = buf.clone();
-        bad[2] = 2;
-        assert_eq!(ToWorker::decode(&bad), Err(DecodeError::BadVersion(2)));
+        bad[2] = VERSION + 1;
+        assert_eq!(
+            ToWorker::decode(&bad),
+            Err(DecodeError::BadVersion(VERSION + 1))
+        );
         // Direction is part of the type: a supervisor message is unknown to the worker
         // decoder of the other direction and vice versa.
         assert_eq!(
@@ -719,9 +763,13 @@ mod tests {
             Err(DecodeError::UnknownType(T_SHUTDOWN))
         );
         let mut hello = Vec::new();
-        FromWorker::Hello { index: 1, pid: 2 }
-            .encode(&mut hello)
-            .unwrap();
+        FromWorker::Hello {
+            index: 1,
+            pid: 2,
+            ring_fd: -1,
+        }
+        .encode(&mut hello)
+        .unwrap();
         assert_eq!(
             ToWorker::decode(&hello),
             Err(DecodeError::UnknownType(T_HELLO))

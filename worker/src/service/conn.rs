@@ -287,6 +287,57 @@ impl std::ops::DerefMut for RxBuf {
     }
 }
 
+/// A connection's socket as io_uring ops name it: a plain fd (handed over in a
+/// `NewConns` packet), or a slot of the ring's fixed-file table (handed over with
+/// `IORING_OP_MSG_RING`; such a socket has no fd number in this process at all).
+///
+/// Four bytes, so [`Conn`] stays one cache line: a slot is stored as its bitwise
+/// complement (negative), an fd as itself (never negative).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sock(i32);
+
+impl Sock {
+    pub fn fd(fd: i32) -> Sock {
+        debug_assert!(fd >= 0);
+        Sock(fd)
+    }
+
+    pub fn fixed(slot: u32) -> Sock {
+        debug_assert!(slot <= i32::MAX as u32);
+        Sock(!(slot as i32))
+    }
+
+    pub fn is_fixed(self) -> bool {
+        self.0 < 0
+    }
+
+    /// The number an SQE's `fd` field takes: the fd, or the fixed slot (with
+    /// [`Sock::sqe_flags`] saying which).
+    pub fn raw(self) -> i32 {
+        if self.0 < 0 { !self.0 } else { self.0 }
+    }
+
+    /// `IOSQE_FIXED_FILE` for a fixed slot.
+    pub fn sqe_flags(self) -> io_uring::squeue::Flags {
+        if self.is_fixed() {
+            io_uring::squeue::Flags::FIXED_FILE
+        } else {
+            io_uring::squeue::Flags::empty()
+        }
+    }
+
+    /// The ring op that closes this socket (a fixed slot is closed through the table:
+    /// `IORING_OP_CLOSE` takes it in `file_index`, not with `IOSQE_FIXED_FILE`).
+    pub fn close_op(self) -> io_uring::squeue::Entry {
+        use io_uring::{opcode, types};
+        if self.is_fixed() {
+            opcode::Close::new(types::Fixed(self.raw() as u32)).build()
+        } else {
+            opcode::Close::new(types::Fd(self.0)).build()
+        }
+    }
+}
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -305,7 +356,7 @@ pub enum Phase {
 /// One connection: 64 bytes, one cache line (see `conn_is_small`). The listener it came
 /// from is not kept: only the role factory needs it.
 pub struct Conn {
-    pub fd: i32,
+    pub sock: Sock,
     pub generation: u32,
     pub phase: Phase,
     /// A multishot recv is armed.
@@ -342,6 +393,22 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sock_keeps_fd_and_slot_apart() {
+        for fd in [0, 3, i32::MAX] {
+            let s = Sock::fd(fd);
+            assert!(!s.is_fixed());
+            assert_eq!(s.raw(), fd);
+            assert!(s.sqe_flags().is_empty());
+        }
+        for slot in [0, 1, 19_999, i32::MAX as u32] {
+            let s = Sock::fixed(slot);
+            assert!(s.is_fixed());
+            assert_eq!(s.raw() as u32, slot);
+            assert_eq!(s.sqe_flags(), io_uring::squeue::Flags::FIXED_FILE);
+        }
+    }
 
     #[test]
     fn out_queue_partial_sends() {

@@ -2,20 +2,28 @@
 //! until told to drain (or until the supervisor goes away).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::{Loop, LoopConfig, log};
 use crate::App;
 use crate::config::WorkerConfig;
 
+/// Largest fixed-file table the kernel takes (`IORING_MAX_FIXED_FILES`).
+const MAX_FIXED_FILES: u64 = 1 << 20;
+
 /// Runs worker `index` on the control socket `ctl` (the supervisor's SOCK_SEQPACKET end
 /// is the other side). Returns when the worker has drained, or with the error that
 /// stopped it (io_uring unavailable, a bad document root, ...).
+///
+/// `ring_handoff`: the supervisor sends connections straight into this worker's ring
+/// (`IORING_OP_MSG_RING`): register a fixed-file table as large as RLIMIT_NOFILE allows
+/// and name the ring's fd in the Hello (the supervisor takes it with pidfd_getfd).
 pub fn run_worker(
     index: usize,
     ctl: OwnedFd,
     cfg: WorkerConfig,
     plugins: &[crate::api::Plugin],
+    ring_handoff: bool,
 ) -> io::Result<()> {
     crate::set_log_level(cfg.log_level);
     pin_to_core(index);
@@ -26,11 +34,25 @@ pub fn run_worker(
     let mut app = App::new(cfg, index);
     app.install_protocols(plugins).map_err(io::Error::other)?;
     let factory = crate::http::role_factory(&mut app)?;
-    let mut l = Loop::new(LoopConfig::default(), app, factory)?;
+    let cfg = LoopConfig {
+        defer_taskrun: !ring_handoff,
+        ..LoopConfig::default()
+    };
+    let mut l = Loop::new(cfg, app, factory)?;
+    if ring_handoff {
+        let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+        l.enable_fixed_handoff(soft.min(MAX_FIXED_FILES) as u32)
+            .map_err(|e| io::Error::new(e.kind(), format!("{e} (try --fd-handoff scm)")))?;
+    }
     let mut hello = Vec::new();
     lwsd_proto::FromWorker::Hello {
         index: index as u16,
         pid: std::process::id(),
+        ring_fd: if ring_handoff {
+            l.ring_fd().as_raw_fd()
+        } else {
+            -1
+        },
     }
     .encode(&mut hello)
     .map_err(|e| io::Error::other(format!("encode hello: {e:?}")))?;
