@@ -22,20 +22,79 @@ fn sock_path(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("lwsd-sup-{}-{tag}.sock", std::process::id()))
 }
 
+/// Whether a worker has the server side of `client_port`'s connection as an fd (a
+/// connection handed over by MSG_RING is in its ring's fixed-file table instead).
+fn in_fd_table(server_port: u16, client_port: u16, workers: &[u32]) -> bool {
+    let want = (format!(":{server_port:04X}"), format!(":{client_port:04X}"));
+    let mut inodes = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(f).unwrap().lines().skip(1) {
+            let c: Vec<&str> = line.split_whitespace().collect();
+            if c.len() > 9 && c[1].ends_with(&want.0) && c[2].ends_with(&want.1) {
+                inodes.push(format!("socket:[{}]", c[9]));
+            }
+        }
+    }
+    assert_eq!(inodes.len(), 1, "the connection's server side");
+    workers.iter().any(|w| {
+        std::fs::read_dir(format!("/proc/{w}/fd"))
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == inodes[0].as_str())
+            })
+    })
+}
+
 #[test]
 fn every_listener_answers_and_sigterm_cleans_up() {
-    let unix = sock_path("listeners");
-    let l = Lwsd::start(&["-j", "2", "-U", unix.to_str().unwrap()]);
+    for mode in ["ring", "scm"] {
+        every_listener_answers_and_sigterm_cleans_up_with(mode);
+    }
+}
+
+fn every_listener_answers_and_sigterm_cleans_up_with(mode: &str) {
+    let unix = sock_path(&format!("listeners-{mode}"));
+    let l = Lwsd::start(&[
+        "-j",
+        "2",
+        "-U",
+        unix.to_str().unwrap(),
+        "--fd-handoff",
+        mode,
+    ]);
     let v4 = SocketAddr::from(([127, 0, 0, 1], l.port));
     let v6: SocketAddr = format!("[::1]:{}", l.port).parse().unwrap();
+    let handed_before = metric(&l.metrics(), "lwsd_handoffs_total").unwrap();
     assert_eq!(http_get_tcp(v4, "/").unwrap().0, 200);
     assert_eq!(http_get_tcp(v6, "/").unwrap().0, 200);
     assert_eq!(http_get_unix(&unix, "/").unwrap().0, 200);
     let workers = l.worker_pids();
     assert_eq!(workers.len(), 2, "-j 2 starts two workers");
+    // Where the connections land: with ring handoff an IPv4 connection is in a worker's
+    // io_uring and no fd of it; IPv6 ones always travel as fds (SCM_RIGHTS).
+    for (addr, ring_path) in [(v4, mode == "ring"), (v6, false)] {
+        let mut c = HttpConn::new(TcpStream::connect(addr).unwrap());
+        assert_eq!(c.get("/", true).unwrap().0, 200);
+        let client = c.stream().local_addr().unwrap().port();
+        assert_eq!(
+            in_fd_table(l.port, client, &workers),
+            !ring_path,
+            "{mode}: {addr} connection as an fd of a worker"
+        );
+        assert!(
+            pid_holding_tcp(l.port, client, &workers).is_some(),
+            "{mode}: {addr} owner"
+        );
+    }
     let m = l.metrics();
     assert_eq!(metric(&m, "lwsd_workers"), Some(2.0), "{m}");
-    assert!(metric(&m, "lwsd_handoffs_total").unwrap() >= 3.0, "{m}");
+    assert_eq!(
+        metric(&m, "lwsd_handoffs_total"),
+        Some(handed_before + 5.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "lwsd_handoff_failures_total"), Some(0.0), "{m}");
 
     let st = l.terminate();
     assert_eq!(st.code(), Some(0), "SIGTERM exits 0 ({st:?})");
@@ -260,6 +319,12 @@ fn killed_worker_loses_only_its_connections_and_comes_back() {
 
 #[test]
 fn the_peer_address_travels_with_the_fd() {
+    for mode in ["ring", "scm"] {
+        the_peer_address_travels_with_the_fd_with(mode);
+    }
+}
+
+fn the_peer_address_travels_with_the_fd_with(mode: &str) {
     use std::io::{BufRead, BufReader, Write};
     let port = support::free_port();
     let mut child = std::process::Command::new(support::lwsd_bin())
@@ -273,7 +338,7 @@ fn the_peer_address_travels_with_the_fd() {
             "-d",
             "31",
         ])
-        .args(["--metrics-addr", "off"])
+        .args(["--metrics-addr", "off", "--fd-handoff", mode])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -96,6 +96,21 @@ pub struct Cli {
     /// Do not negotiate permessage-deflate (saves ~400 KiB per compressing connection).
     #[arg(long = "no-ws-deflate")]
     pub no_ws_deflate: bool,
+
+    /// How accepted connections reach the workers: `ring` sends each socket straight
+    /// into the worker's io_uring (MSG_RING, no fd, no packet; IPv6 peers still go as
+    /// `scm`), `scm` in SCM_RIGHTS packets on the control socket, `auto` ring when the
+    /// kernel can.
+    #[arg(long = "fd-handoff", value_name = "MODE", value_enum, default_value_t = FdHandoff::Auto)]
+    pub fd_handoff: FdHandoff,
+}
+
+/// `--fd-handoff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FdHandoff {
+    Auto,
+    Ring,
+    Scm,
 }
 
 /// `--metrics-addr`: where the Prometheus endpoint listens, if anywhere.

@@ -18,6 +18,7 @@ pub mod listen;
 #[macro_use]
 pub mod log;
 pub mod metrics;
+pub mod pidfd;
 pub mod policy;
 pub mod ring;
 pub mod spawn;
@@ -96,7 +97,8 @@ fn supervise(cli: &Cli) -> io::Result<()> {
     for l in &listeners {
         log!(NOTICE, "listening on {:?}", l.kind);
     }
-    let sup = match ring::Supervisor::new(listeners, workers, metrics, cli.grace()) {
+    let sup = match ring::Supervisor::new(listeners, workers, metrics, cli.grace(), cli.fd_handoff)
+    {
         Ok(s) => s,
         Err(e) => {
             listen::remove_unix_sockets_of(&cli.listeners());
@@ -122,7 +124,12 @@ fn worker_mode(cli: &Cli, index: Option<&str>, plugins: &[Plugin]) -> io::Result
     // (std's spawn resets the mask, this makes sure for any other launcher).
     ring::handled_signals().thread_unblock()?;
     let ctl = take_ctl_fd(fd)?;
-    lwsd_worker::service::run_worker(index, ctl, cli.worker_config(), plugins)
+    let ring_handoff = match std::env::var(spawn::ENV_FD_HANDOFF).as_deref() {
+        Ok("ring") => true,
+        Ok("scm") | Err(_) => false,
+        Ok(other) => return Err(bad(format!("bad {}: {other}", spawn::ENV_FD_HANDOFF))),
+    };
+    lwsd_worker::service::run_worker(index, ctl, cli.worker_config(), plugins, ring_handoff)
 }
 
 /// Takes ownership of the inherited control socket after checking it is one.

@@ -85,7 +85,7 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ("lwsd_workers", "Worker processes currently running."),
     (
         "lwsd_handoffs_total",
-        "Accepted connections handed to a worker over SCM_RIGHTS.",
+        "Accepted connections handed to a worker (MSG_RING or SCM_RIGHTS).",
     ),
     (
         "lwsd_handoff_failures_total",

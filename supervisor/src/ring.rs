@@ -9,6 +9,17 @@
 //! the next submit. So a burst of N connections costs about one submit and N/64
 //! sendmsgs instead of N accept4 + N sendmsg + N close syscalls.
 //!
+//! Ring handoff (`--fd-handoff ring`, the default where the kernel has it): each worker
+//! gives the supervisor its io_uring fd with its Hello. IPv4 and unix listeners then
+//! accept straight into the supervisor ring's fixed-file table (no fd is installed),
+//! and each socket moves into the chosen worker's fixed-file table with one
+//! `IORING_OP_MSG_RING` op, whose completion on the worker's ring carries the listener
+//! and peer address ([`lwsd_proto::handoff`]); the supervisor's slot is closed when the
+//! op completes. No packet, no sendmsg, no recvmsg, no fd install on either side, no
+//! getpeername: the IPv4 listeners keep [`V4_ACCEPTS`] single-shot accepts armed, each
+//! with its own address buffer. IPv6 connections (whose address does not fit the
+//! token) still travel as below.
+//!
 //! A failed send (the worker's socket is full, or the worker is gone) re-routes its fds
 //! to the next least-loaded worker, at most [`MAX_HANDOFF_ATTEMPTS`] times; nothing
 //! here ever blocks.
@@ -78,6 +89,17 @@ pub const MAX_HANDOFF_ATTEMPTS: u8 = 3;
 /// `lwsd_bus_messages_dropped_total`) instead of the supervisor buffering without end.
 pub const BUS_QUEUE_MAX: usize = 1024;
 
+/// Fixed-file slots of the supervisor's ring (ring handoff): an accepted socket sits in
+/// one from its accept until its MSG_RING completes, within a pass or two. 4096 covers
+/// the largest accept backlog (somaxconn) arriving at once; when they are all taken an
+/// accept fails with ENFILE and is re-armed on the next tick.
+pub const SUP_FIXED_SLOTS: u32 = 4096;
+
+/// Single-shot accepts kept armed per IPv4 listener (ring handoff), each with its own
+/// address buffer so the peer address comes with the accept: up to 32 connections per
+/// listener per pass, the rest wait in the backlog for the next pass.
+pub const V4_ACCEPTS: usize = 32;
+
 // user_data: kind in the top byte, a 24-bit generation, a 32-bit index.
 const K_ACCEPT: u64 = 1;
 const K_SEND: u64 = 2;
@@ -86,6 +108,11 @@ const K_CTL: u64 = 4;
 const K_SIGNAL: u64 = 5;
 const K_TIMER: u64 = 6;
 const K_CANCEL: u64 = 7;
+/// A single-shot accept of an IPv4 listener (ring handoff); the generation field holds
+/// the index of its address buffer.
+const K_ACCEPT1: u64 = 8;
+/// A MSG_RING handoff.
+const K_MSG: u64 = 9;
 
 fn ud(kind: u64, generation: u32, idx: usize) -> u64 {
     (kind << 56) | (u64::from(generation & 0xff_ffff) << 32) | (idx as u64 & 0xffff_ffff)
@@ -184,11 +211,46 @@ impl SendOp {
     }
 }
 
-/// An accepted connection waiting for this pass's sendmsg.
+/// An accepted socket: an fd of ours, or a slot of our ring's fixed-file table.
+enum Hand {
+    Fd(OwnedFd),
+    Slot(u32),
+}
+
+/// An accepted connection waiting for this pass's sendmsg or MSG_RING.
 struct Pending {
-    fd: OwnedFd,
+    fd: Hand,
     conn: NewConn,
     attempts: u8,
+}
+
+/// How a listener's connections are accepted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AcceptMode {
+    /// Multishot accept into fds, handed over in SCM_RIGHTS packets.
+    Fds,
+    /// Multishot accept into fixed slots, handed over by MSG_RING (unix listeners).
+    Slots,
+    /// [`V4_ACCEPTS`] single-shot accepts into fixed slots with the peer address, handed
+    /// over by MSG_RING (IPv4 listeners).
+    SlotsWithAddr,
+}
+
+/// Where a single-shot accept writes the peer address.
+#[repr(C)]
+struct AcceptAddr {
+    sa: libc::sockaddr_in,
+    len: libc::socklen_t,
+}
+
+/// One MSG_RING handoff in flight.
+struct MsgOp {
+    slot: u32,
+    conn: NewConn,
+    attempts: u8,
+    worker: usize,
+    /// The target ring, kept open until the op completes even if the worker exits.
+    ring: Rc<OwnedFd>,
 }
 
 /// What the supervisor tracks per worker index.
@@ -214,7 +276,14 @@ struct Worker {
     /// Shutdown still to be sent (the socket was full).
     shutdown_pending: bool,
     bus_out: VecDeque<Rc<Vec<u8>>>,
+    /// Connections for the next sendmsg.
     pending: Vec<Pending>,
+    /// Connections for MSG_RING (fixed slots).
+    pending_ring: Vec<Pending>,
+    /// The worker's io_uring (from its Hello, ring handoff). Dropped as soon as the
+    /// process exits: the ring, and with it every connection in its fixed-file table,
+    /// is only freed when nothing holds it any more.
+    ring: Option<Rc<OwnedFd>>,
 }
 
 impl Worker {
@@ -233,6 +302,8 @@ impl Worker {
             shutdown_pending: false,
             bus_out: VecDeque::new(),
             pending: Vec::new(),
+            pending_ring: Vec::new(),
+            ring: None,
         }
     }
 }
@@ -248,7 +319,20 @@ pub struct Supervisor {
     /// Set when a worker could not start: the supervisor stops and exits with it.
     failed: Option<String>,
     listeners: Vec<Option<Listener>>,
-    accept_armed: Vec<bool>,
+    /// Armed accepts per listener: bit 0 for a multishot accept, bit k for single-shot
+    /// accept k ([`AcceptMode::SlotsWithAddr`]).
+    accept_armed: Vec<u64>,
+    accept_mode: Vec<AcceptMode>,
+    /// Address buffers of the single-shot accepts, per listener (boxed: the kernel
+    /// writes into them while the accepts are armed).
+    accept_addrs: Vec<Option<Box<[AcceptAddr; V4_ACCEPTS]>>>,
+    /// Connections go to the workers by MSG_RING (ring handoff).
+    ring_handoff: bool,
+    msgs: slab::Slab<MsgOp>,
+    /// Connections in fixed slots that arrived while no worker had given its ring yet
+    /// (at start, or every worker restarting): handed over at the next Hello. Bounded by
+    /// [`SUP_FIXED_SLOTS`].
+    held: Vec<Pending>,
     workers: Vec<Worker>,
     metrics: Metrics,
     /// In-flight handoffs by slot. Boxed: the kernel reads each op's msghdr through a
@@ -300,6 +384,7 @@ impl Supervisor {
         workers: usize,
         metrics: Metrics,
         grace: Duration,
+        handoff: crate::cli::FdHandoff,
     ) -> io::Result<Supervisor> {
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -316,11 +401,62 @@ impl Supervisor {
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )?;
         let n_listeners = listeners.len();
+        let ring_handoff = match handoff {
+            crate::cli::FdHandoff::Scm => false,
+            mode => match crate::pidfd::probe()
+                .and_then(|()| ring.submitter().register_files_sparse(SUP_FIXED_SLOTS))
+            {
+                Ok(()) => true,
+                Err(e) if mode == crate::cli::FdHandoff::Auto => {
+                    log!(
+                        NOTICE,
+                        "ring handoff unavailable (pidfd_getfd or io_uring fixed files: {e}); using SCM_RIGHTS"
+                    );
+                    false
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("--fd-handoff ring: pidfd_getfd or io_uring fixed files: {e}"),
+                    ));
+                }
+            },
+        };
+        let accept_mode: Vec<AcceptMode> = listeners
+            .iter()
+            .enumerate()
+            .map(|(li, l)| {
+                let fits = ring_handoff && li < usize::from(lwsd_proto::handoff::MAX_LISTENERS);
+                match &l.kind {
+                    ListenerKind::Tcp(a) if fits && a.is_ipv4() => AcceptMode::SlotsWithAddr,
+                    ListenerKind::Unix(_) if fits => AcceptMode::Slots,
+                    _ => AcceptMode::Fds,
+                }
+            })
+            .collect();
+        let accept_addrs = accept_mode
+            .iter()
+            .map(|m| {
+                (*m == AcceptMode::SlotsWithAddr).then(|| {
+                    Box::new(std::array::from_fn(|_| AcceptAddr {
+                        // SAFETY: sockaddr_in is a plain C struct of integers; all-zero
+                        // is a valid value.
+                        sa: unsafe { std::mem::zeroed() },
+                        len: 0,
+                    }))
+                })
+            })
+            .collect();
         let mut s = Supervisor {
             ring,
             failed: None,
             listeners: listeners.into_iter().map(Some).collect(),
-            accept_armed: vec![false; n_listeners],
+            accept_armed: vec![0; n_listeners],
+            accept_mode,
+            accept_addrs,
+            ring_handoff,
+            msgs: slab::Slab::new(),
+            held: Vec::new(),
             workers: (0..workers).map(|_| Worker::new()).collect(),
             metrics,
             sends: Vec::new(),
@@ -368,16 +504,65 @@ impl Supervisor {
         }
     }
 
+    /// Arms whatever accepts of listener `li` are not armed.
     fn arm_accept(&mut self, li: usize) {
         let Some(l) = &self.listeners[li] else { return };
-        let e = opcode::AcceptMulti::new(types::Fd(l.fd.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(ud(K_ACCEPT, 0, li));
-        // SAFETY: a multishot accept reads no user memory; the listener fd stays open
-        // until this accept's final completion (closed only in `on_accept` then).
+        let fd = l.fd.as_raw_fd();
+        match self.accept_mode[li] {
+            AcceptMode::SlotsWithAddr => {
+                for k in 0..V4_ACCEPTS {
+                    if self.accept_armed[li] & (1 << k) == 0 {
+                        self.arm_accept1(li, fd, k);
+                    }
+                }
+            }
+            mode if self.accept_armed[li] == 0 => {
+                // (A fixed slot is no fd: close-on-exec does not apply, and the kernel
+                // rejects the flag with one.)
+                let slots = mode == AcceptMode::Slots;
+                let e = opcode::AcceptMulti::new(types::Fd(fd))
+                    .flags(if slots { 0 } else { libc::SOCK_CLOEXEC })
+                    .allocate_file_index(slots)
+                    .build()
+                    .user_data(ud(K_ACCEPT, 0, li));
+                // SAFETY: a multishot accept reads no user memory; the listener fd stays
+                // open until this accept's final completion (closed only after it).
+                unsafe { self.push(&e) };
+                self.accept_armed[li] = 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn arm_accept1(&mut self, li: usize, fd: RawFd, k: usize) {
+        let Some(addrs) = self.accept_addrs[li].as_mut() else {
+            return;
+        };
+        let a = &mut addrs[k];
+        a.len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let e = opcode::Accept::new(
+            types::Fd(fd),
+            &mut a.sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
+            &mut a.len,
+        )
+        .file_index(Some(types::DestinationSlot::auto_target()))
+        .build()
+        .user_data(ud(K_ACCEPT1, k as u32, li));
+        // SAFETY: the address buffer is element k of a boxed array owned by `self` for
+        // as long as the ring (never moved, never freed before the ring), and only this
+        // accept uses element k until its completion clears bit k below; the listener
+        // fd stays open until its accepts' final completions.
         unsafe { self.push(&e) };
-        self.accept_armed[li] = true;
+        self.accept_armed[li] |= 1 << k;
+    }
+
+    /// Closes one of our fixed-file slots (its socket, unless a worker holds it too).
+    fn close_slot(&mut self, slot: u32) {
+        let e = opcode::Close::new(types::Fixed(slot))
+            .build()
+            .user_data(ud(K_CLOSE, 0, 0));
+        // SAFETY: a close reads no user memory.
+        unsafe { self.push(&e) };
     }
 
     fn arm_ctl(&mut self, w: usize) {
@@ -471,6 +656,8 @@ impl Supervisor {
         let (kind, generation, idx) = ud_parts(u);
         match kind {
             K_ACCEPT => self.on_accept(idx, res, flags),
+            K_ACCEPT1 => self.on_accept1(idx, generation as usize, res),
+            K_MSG => self.on_msg(idx, res),
             K_SEND => self.on_send(idx, res),
             K_CTL => self.on_ctl(idx, generation, res, flags),
             K_SIGNAL => {
@@ -489,7 +676,20 @@ impl Supervisor {
     }
 
     fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
-        if res >= 0 {
+        if res >= 0 && self.accept_mode[li] == AcceptMode::Slots {
+            if matches!(self.state, State::Running) {
+                self.route(Pending {
+                    fd: Hand::Slot(res as u32),
+                    conn: NewConn {
+                        listener: li as u16,
+                        peer: PeerAddr::Unix,
+                    },
+                    attempts: 0,
+                });
+            } else {
+                self.close_slot(res as u32);
+            }
+        } else if res >= 0 {
             // SAFETY: a successful accept completion's result is a new descriptor the
             // kernel installed for us; nothing else refers to it.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
@@ -502,7 +702,7 @@ impl Supervisor {
             log!(WARN, "accept on listener {li}: {e}");
         }
         if !cqueue::more(flags) {
-            self.accept_armed[li] = false;
+            self.accept_armed[li] = 0;
             match self.state {
                 // After an error (EMFILE...) re-arm on the next tick, not in a hot loop.
                 State::Running if res >= 0 => self.arm_accept(li),
@@ -512,9 +712,48 @@ impl Supervisor {
         }
     }
 
-    fn load(&self, w: usize) -> Option<Load> {
+    /// One single-shot accept (IPv4, ring handoff) completed: the socket is in fixed
+    /// slot `res`, its peer address in buffer `k`.
+    fn on_accept1(&mut self, li: usize, k: usize, res: i32) {
+        self.accept_armed[li] &= !(1 << k);
+        let running = matches!(self.state, State::Running);
+        if res >= 0 {
+            let slot = res as u32;
+            if running {
+                let peer = self.accept_addrs[li]
+                    .as_ref()
+                    .map_or(PeerAddr::Unknown, |a| {
+                        let sa = &a[k].sa;
+                        PeerAddr::V4(sa.sin_addr.s_addr.to_ne_bytes(), u16::from_be(sa.sin_port))
+                    });
+                self.route(Pending {
+                    fd: Hand::Slot(slot),
+                    conn: NewConn {
+                        listener: li as u16,
+                        peer,
+                    },
+                    attempts: 0,
+                });
+                if let Some(l) = &self.listeners[li] {
+                    let fd = l.fd.as_raw_fd();
+                    self.arm_accept1(li, fd, k);
+                }
+            } else {
+                self.close_slot(slot);
+            }
+        } else if res != -libc::ECANCELED {
+            // Re-armed on the next tick, not in a hot loop (ENFILE: our slots are full).
+            let e = io::Error::from_raw_os_error(-res);
+            log!(WARN, "accept on listener {li}: {e}");
+        }
+        if !running && self.accept_armed[li] == 0 {
+            self.listeners[li] = None;
+        }
+    }
+
+    fn load(&self, w: usize, needs_ring: bool) -> Option<Load> {
         let wk = &self.workers[w];
-        if wk.pid.is_none() || !wk.usable || wk.congested {
+        if wk.pid.is_none() || !wk.usable || wk.congested || (needs_ring && wk.ring.is_none()) {
             return None;
         }
         let s = self.metrics.workers[w].current();
@@ -538,7 +777,7 @@ impl Supervisor {
             peer,
         };
         self.route(Pending {
-            fd,
+            fd: Hand::Fd(fd),
             conn,
             attempts: 0,
         });
@@ -546,25 +785,93 @@ impl Supervisor {
 
     /// Queues a connection for the least-loaded worker, or closes it if none can take it.
     fn route(&mut self, p: Pending) {
-        if p.attempts >= MAX_HANDOFF_ATTEMPTS {
-            self.metrics.handoff_failures.increment(1);
-            return;
-        }
+        let slot = match p.fd {
+            Hand::Slot(s) => Some(s),
+            Hand::Fd(_) => None,
+        };
         let n = self.workers.len();
-        match pick_least_loaded((0..n).map(|w| self.load(w))) {
+        let pick = if p.attempts >= MAX_HANDOFF_ATTEMPTS {
+            None
+        } else {
+            pick_least_loaded((0..n).map(|w| self.load(w, slot.is_some())))
+        };
+        match pick {
             Some(w) => {
-                self.workers[w].assigned += 1;
-                self.workers[w].pending.push(p);
+                let wk = &mut self.workers[w];
+                wk.assigned += 1;
+                if slot.is_some() {
+                    wk.pending_ring.push(p);
+                } else {
+                    wk.pending.push(p);
+                }
+            }
+            None if slot.is_some()
+                && p.attempts < MAX_HANDOFF_ATTEMPTS
+                && self.workers.iter().any(|w| w.pid.is_some() && !w.ready) =>
+            {
+                // A worker is starting and will bring its ring with its Hello; an fd
+                // would wait in its control socket the same way.
+                self.held.push(p);
             }
             None => {
                 log!(DEBUG, "no worker can take a connection; closing it");
                 self.metrics.handoff_failures.increment(1);
+                if let Some(s) = slot {
+                    self.close_slot(s);
+                }
+                // (an fd closes as `p` drops)
             }
         }
     }
 
-    /// Turns each worker's pending connections into sendmsg ops of up to 64 fds.
+    /// Turns each worker's pending connections into MSG_RING ops (fixed slots) and
+    /// sendmsg ops of up to 64 fds.
     fn flush_pending(&mut self) {
+        for w in 0..self.workers.len() {
+            if self.workers[w].pending_ring.is_empty() {
+                continue;
+            }
+            let pending = std::mem::take(&mut self.workers[w].pending_ring);
+            let Some(ring) = self.workers[w].ring.clone() else {
+                self.workers[w].assigned = 0;
+                for p in pending {
+                    self.route(p);
+                }
+                continue;
+            };
+            for p in pending {
+                let Hand::Slot(slot) = p.fd else { continue };
+                let Some(token) = lwsd_proto::handoff::encode(p.conn.listener, &p.conn.peer) else {
+                    // Only IPv4 and unix listeners below MAX_LISTENERS accept into slots.
+                    log!(
+                        ERR,
+                        "connection of listener {} has no handoff token",
+                        p.conn.listener
+                    );
+                    self.close_slot(slot);
+                    continue;
+                };
+                let raw = ring.as_raw_fd();
+                let key = self.msgs.insert(MsgOp {
+                    slot,
+                    conn: p.conn,
+                    attempts: p.attempts + 1,
+                    worker: w,
+                    ring: ring.clone(),
+                });
+                let e = opcode::MsgRingSendFd::new(
+                    types::Fd(raw),
+                    types::Fixed(slot),
+                    types::DestinationSlot::auto_target(),
+                    token,
+                )
+                .build()
+                .user_data(ud(K_MSG, 0, key));
+                // SAFETY: MSG_RING reads no user memory; the target ring stays open
+                // through the op's `ring` Rc, kept in `self.msgs` until completion.
+                unsafe { self.push(&e) };
+            }
+        }
         for w in 0..self.workers.len() {
             while !self.workers[w].pending.is_empty() {
                 let Some(ctl) = self.workers[w].ctl.clone() else {
@@ -579,7 +886,8 @@ impl Supervisor {
                 let pending = &mut self.workers[w].pending;
                 let take = pending.len().min(MAX_FDS_PER_MSG);
                 for p in pending.drain(..take) {
-                    op.fds.push(p.fd);
+                    let Hand::Fd(fd) = p.fd else { continue };
+                    op.fds.push(fd);
                     op.conns.push(p.conn);
                     op.attempts.push(p.attempts + 1);
                 }
@@ -653,7 +961,7 @@ impl Supervisor {
                 fds.into_iter().zip(op.conns.iter()).zip(op.attempts.iter())
             {
                 self.route(Pending {
-                    fd,
+                    fd: Hand::Fd(fd),
                     conn: *conn,
                     attempts: *attempts,
                 });
@@ -661,6 +969,52 @@ impl Supervisor {
         }
         op.clear();
         self.spare_ops.push(op);
+    }
+
+    /// A MSG_RING handoff completed. Either way our slot still holds the socket (the
+    /// kernel gave the worker its own reference): closed on success, re-routed on failure.
+    fn on_msg(&mut self, key: usize, res: i32) {
+        let Some(op) = self.msgs.try_remove(key) else {
+            log!(ERR, "MSG_RING completion for unknown op {key}");
+            return;
+        };
+        if res >= 0 {
+            self.metrics.handoffs.increment(1);
+            self.close_slot(op.slot);
+            return;
+        }
+        let err = -res;
+        let w = op.worker;
+        log!(
+            DEBUG,
+            "MSG_RING handoff to worker {w} failed: {}",
+            io::Error::from_raw_os_error(err)
+        );
+        if err == libc::EOVERFLOW {
+            // The worker got the socket but its completion queue could not say so: the
+            // connection is lost either way. Count it; do not hand it over twice.
+            self.metrics.handoff_failures.increment(1);
+            self.close_slot(op.slot);
+            return;
+        }
+        let same_process = self.workers[w]
+            .ring
+            .as_ref()
+            .is_some_and(|r| Rc::ptr_eq(r, &op.ring));
+        if same_process {
+            let wk = &mut self.workers[w];
+            wk.assigned = wk.assigned.saturating_sub(1);
+            if err == libc::ENFILE || err == libc::EAGAIN {
+                wk.congested = true; // its fixed-file table is full
+            } else {
+                wk.usable = false; // EOWNERDEAD: the worker is exiting
+            }
+        }
+        self.route(Pending {
+            fd: Hand::Slot(op.slot),
+            conn: op.conn,
+            attempts: op.attempts,
+        });
     }
 
     fn flush_closes(&mut self) {
@@ -711,13 +1065,13 @@ impl Supervisor {
             self.ctl_fds.clear();
             match lwsd_proto::recv(ctl.as_fd(), &mut self.ctl_buf, &mut self.ctl_fds) {
                 Ok(Some(n)) => {
-                    if !self.ctl_fds.is_empty() {
-                        log!(WARN, "worker {w} sent fds; closed them");
-                        self.ctl_fds.clear();
-                    }
                     match FromWorker::decode(&self.ctl_buf[..n]) {
                         Ok(m) => self.on_worker_msg(w, m),
                         Err(e) => log!(WARN, "worker {w}: bad control message: {e}"),
+                    }
+                    if !self.ctl_fds.is_empty() {
+                        log!(WARN, "worker {w} sent fds; closed them");
+                        self.ctl_fds.clear();
                     }
                 }
                 Ok(None) => return true,
@@ -735,13 +1089,36 @@ impl Supervisor {
 
     fn on_worker_msg(&mut self, w: usize, m: FromWorker) {
         match m {
-            FromWorker::Hello { index, pid } => {
+            FromWorker::Hello {
+                index,
+                pid,
+                ring_fd,
+            } => {
                 log!(INFO, "worker {w} ready (index {index}, pid {pid})");
                 if usize::from(index) != w {
                     log!(WARN, "worker {w} says it is index {index}");
                 }
+                if self.ring_handoff {
+                    // Only from the process we started and have not reaped: its pid
+                    // cannot have been reused.
+                    let ours = self.workers[w].pid.filter(|p| p.as_raw() as u32 == pid);
+                    match ours.map(|p| crate::pidfd::take_fd(p, ring_fd)) {
+                        Some(Ok(fd)) if ring_fd >= 0 => self.workers[w].ring = Some(Rc::new(fd)),
+                        Some(Err(e)) => log!(
+                            ERR,
+                            "worker {w}: cannot take its io_uring fd ({e}); it gets no IPv4 or unix connections (use --fd-handoff scm)"
+                        ),
+                        _ => log!(
+                            ERR,
+                            "worker {w}: hello without a usable ring (fd {ring_fd}, pid {pid})"
+                        ),
+                    }
+                }
                 self.workers[w].ready = true;
                 self.workers[w].ever_ready = true;
+                for p in std::mem::take(&mut self.held) {
+                    self.route(p);
+                }
             }
             FromWorker::Stats(s) => self.metrics.workers[w].update(&s),
             FromWorker::Bus(mut b) => {
@@ -860,13 +1237,18 @@ impl Supervisor {
         wk.pid = None;
         // In-flight sendmsgs keep their own Rc; the socket closes when the last ends.
         wk.ctl = None;
+        // The same for the ring: once the last MSG_RING op ends, the kernel frees it and
+        // closes the connections that died with the worker.
+        wk.ring = None;
         wk.usable = false;
         wk.ready = false;
         wk.assigned = 0;
         wk.bus_out.clear();
-        let stranded = std::mem::take(&mut wk.pending);
+        let mut stranded = std::mem::take(&mut wk.pending);
+        stranded.append(&mut wk.pending_ring);
         self.metrics.workers[w].process_exited();
         self.update_live_gauge();
+        stranded.append(&mut self.held);
         for p in stranded {
             self.route(p);
         }
@@ -894,7 +1276,7 @@ impl Supervisor {
             wk.last_restart = Some(now);
         }
         wk.restart_at = None;
-        match spawn_worker(w) {
+        match spawn_worker(w, self.ring_handoff) {
             Ok(s) => {
                 log!(INFO, "worker {w} started, pid {}", s.pid);
                 wk.pid = Some(s.pid);
@@ -937,9 +1319,7 @@ impl Supervisor {
                     }
                 }
                 for li in 0..self.listeners.len() {
-                    if !self.accept_armed[li] {
-                        self.arm_accept(li);
-                    }
+                    self.arm_accept(li);
                 }
             }
             State::Draining { deadline, killed } => {
@@ -989,10 +1369,17 @@ impl Supervisor {
             {
                 let _ = std::fs::remove_file(p);
             }
-            if self.accept_armed[li] {
-                self.cancel(ud(K_ACCEPT, 0, li));
-            } else {
-                self.listeners[li] = None;
+            match &self.listeners[li] {
+                Some(l) if self.accept_armed[li] != 0 => {
+                    let fd = l.fd.as_raw_fd();
+                    let e =
+                        opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+                            .build()
+                            .user_data(ud(K_CANCEL, 0, 0));
+                    // SAFETY: a cancel reads no user memory.
+                    unsafe { self.push(&e) };
+                }
+                _ => self.listeners[li] = None,
             }
         }
         for w in 0..self.workers.len() {

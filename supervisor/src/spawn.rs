@@ -21,6 +21,10 @@ pub const ENV_WORKER_INDEX: &str = "LWSD_WORKER_INDEX";
 /// Environment variable carrying the control socket's fd number in a worker.
 pub const ENV_CTL_FD: &str = "LWSD_CTL_FD";
 
+/// Environment variable saying how the supervisor hands connections over: `ring` (the
+/// worker registers a fixed-file table and sends its ring fd with its Hello) or `scm`.
+pub const ENV_FD_HANDOFF: &str = "LWSD_FD_HANDOFF";
+
 /// Send buffer of both ends of a control socket. A burst of accepts becomes packets of
 /// up to 64 fds (~1.4 KiB each plus the kernel's per-skb overhead); 1 MiB lets a worker
 /// that is busy for a few milliseconds fall behind by thousands of connections before
@@ -35,8 +39,8 @@ pub struct Spawned {
     pub ctl: OwnedFd,
 }
 
-/// Spawns worker `index`.
-pub fn spawn_worker(index: usize) -> io::Result<Spawned> {
+/// Spawns worker `index`; `ring_handoff` as in [`ENV_FD_HANDOFF`].
+pub fn spawn_worker(index: usize, ring_handoff: bool) -> io::Result<Spawned> {
     let (parent, child) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -61,6 +65,7 @@ pub fn spawn_worker(index: usize) -> io::Result<Spawned> {
         .args(args)
         .env(ENV_WORKER_INDEX, index.to_string())
         .env(ENV_CTL_FD, child.as_raw_fd().to_string())
+        .env(ENV_FD_HANDOFF, if ring_handoff { "ring" } else { "scm" })
         .spawn()?;
     drop(child);
     // The supervisor reaps with waitpid(-1) on SIGCHLD; dropping `Child` neither waits

@@ -215,6 +215,21 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// and the client's `client_port` (on loopback), by matching the socket inode from
 /// /proc/net/tcp{,6} against each process's open fds.
 pub fn pid_holding_tcp(server_port: u16, client_port: u16, pids: &[u32]) -> Option<u32> {
+    // The kernel lists a ring's fixed files only when it gets the ring's lock at once; a
+    // busy worker holds it for short spells, so look a few times.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(p) = pid_holding_tcp_once(server_port, client_port, pids) {
+            return Some(p);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn pid_holding_tcp_once(server_port: u16, client_port: u16, pids: &[u32]) -> Option<u32> {
     let want_local = format!(":{server_port:04X}");
     let want_rem = format!(":{client_port:04X}");
     let mut inodes = Vec::new();
@@ -236,8 +251,27 @@ pub fn pid_holding_tcp(server_port: u16, client_port: u16, pids: &[u32]) -> Opti
             .flatten()
             .flatten()
             .any(|e| {
-                std::fs::read_link(e.path())
-                    .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+                let Ok(l) = std::fs::read_link(e.path()) else {
+                    return false;
+                };
+                if inodes.iter().any(|i| l.as_os_str() == i.as_str()) {
+                    return true;
+                }
+                // A connection handed over by MSG_RING is no fd of the worker: it sits in
+                // its io_uring's fixed-file table, which the ring's fdinfo lists as
+                // "<slot>: socket:[<inode>]".
+                l.as_os_str() == "anon_inode:[io_uring]"
+                    && std::fs::read_to_string(format!(
+                        "/proc/{pid}/fdinfo/{}",
+                        e.file_name().to_string_lossy()
+                    ))
+                    .is_ok_and(|info| {
+                        info.lines().any(|line| {
+                            inodes
+                                .iter()
+                                .any(|i| line.trim_end().ends_with(&format!(": {i}")))
+                        })
+                    })
             })
     })
 }
