@@ -102,7 +102,12 @@ fn every_listener_answers_and_sigterm_cleans_up_with(mode: &str) {
     for w in workers {
         assert!(
             !std::path::Path::new(&format!("/proc/{w}")).exists(),
-            "worker {w} gone"
+            "worker {w} gone ({mode}): {:?}",
+            std::fs::read_to_string(format!("/proc/{w}/status"))
+                .unwrap_or_default()
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
         );
     }
     assert!(TcpStream::connect(v4).is_err(), "port closed after exit");

@@ -14,8 +14,8 @@
 //! accept straight into the supervisor ring's fixed-file table (no fd is installed),
 //! and each socket moves into the chosen worker's fixed-file table with one
 //! `IORING_OP_MSG_RING` op, whose completion on the worker's ring carries the listener
-//! and peer address ([`lwsd_proto::handoff`]); the supervisor's slot is closed when the
-//! op completes. No packet, no sendmsg, no recvmsg, no fd install on either side, no
+//! and peer address ([`lwsd_proto::handoff`]); a close of the supervisor's slot is linked
+//! to it, and neither posts a completion unless the handoff fails. No packet, no sendmsg, no recvmsg, no fd install on either side, no
 //! getpeername: the IPv4 listeners keep [`V4_ACCEPTS`] single-shot accepts armed, each
 //! with its own address buffer. IPv6 connections (whose address does not fit the
 //! token) still travel as below.
@@ -243,14 +243,14 @@ struct AcceptAddr {
     len: libc::socklen_t,
 }
 
-/// One MSG_RING handoff in flight.
+/// A MSG_RING handoff, kept (by our slot) in case it fails: a successful one posts no
+/// completion at all.
 struct MsgOp {
-    slot: u32,
     conn: NewConn,
     attempts: u8,
     worker: usize,
-    /// The target ring, kept open until the op completes even if the worker exits.
-    ring: Rc<OwnedFd>,
+    /// The worker's generation when the op was sent.
+    generation: u32,
 }
 
 /// What the supervisor tracks per worker index.
@@ -328,11 +328,11 @@ pub struct Supervisor {
     accept_addrs: Vec<Option<Box<[AcceptAddr; V4_ACCEPTS]>>>,
     /// Connections go to the workers by MSG_RING (ring handoff).
     ring_handoff: bool,
-    msgs: slab::Slab<MsgOp>,
-    /// Connections in fixed slots that arrived while no worker had given its ring yet
-    /// (at start, or every worker restarting): handed over at the next Hello. Bounded by
-    /// [`SUP_FIXED_SLOTS`].
-    held: Vec<Pending>,
+    /// The last MSG_RING sent for each of our fixed slots.
+    msgs: Vec<Option<MsgOp>>,
+    /// Worker rings named by SQEs not yet submitted: the kernel takes its own reference
+    /// when it reads the SQE, so until then the fd number must stay ours.
+    submit_refs: Vec<Rc<OwnedFd>>,
     workers: Vec<Worker>,
     metrics: Metrics,
     /// In-flight handoffs by slot. Boxed: the kernel reads each op's msghdr through a
@@ -455,8 +455,8 @@ impl Supervisor {
             accept_mode,
             accept_addrs,
             ring_handoff,
-            msgs: slab::Slab::new(),
-            held: Vec::new(),
+            msgs: Vec::new(),
+            submit_refs: Vec::new(),
             workers: (0..workers).map(|_| Worker::new()).collect(),
             metrics,
             sends: Vec::new(),
@@ -632,7 +632,11 @@ impl Supervisor {
                 log!(NOTICE, "all workers exited; bye");
                 return Ok(());
             }
-            match self.ring.submit_and_wait(1) {
+            let r = self.ring.submit_and_wait(1);
+            if self.ring.submission().is_empty() {
+                self.submit_refs.clear();
+            }
+            match r {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
                 Err(e) => return Err(e),
@@ -753,7 +757,10 @@ impl Supervisor {
 
     fn load(&self, w: usize, needs_ring: bool) -> Option<Load> {
         let wk = &self.workers[w];
-        if wk.pid.is_none() || !wk.usable || wk.congested || (needs_ring && wk.ring.is_none()) {
+        // A worker still starting takes connections as it would fds: they wait in its
+        // `pending_ring` for the ring its Hello brings.
+        let no_ring = needs_ring && wk.ready && wk.ring.is_none();
+        if wk.pid.is_none() || !wk.usable || wk.congested || no_ring {
             return None;
         }
         let s = self.metrics.workers[w].current();
@@ -805,14 +812,6 @@ impl Supervisor {
                     wk.pending.push(p);
                 }
             }
-            None if slot.is_some()
-                && p.attempts < MAX_HANDOFF_ATTEMPTS
-                && self.workers.iter().any(|w| w.pid.is_some() && !w.ready) =>
-            {
-                // A worker is starting and will bring its ring with its Hello; an fd
-                // would wait in its control socket the same way.
-                self.held.push(p);
-            }
             None => {
                 log!(DEBUG, "no worker can take a connection; closing it");
                 self.metrics.handoff_failures.increment(1);
@@ -831,14 +830,18 @@ impl Supervisor {
             if self.workers[w].pending_ring.is_empty() {
                 continue;
             }
-            let pending = std::mem::take(&mut self.workers[w].pending_ring);
             let Some(ring) = self.workers[w].ring.clone() else {
+                if self.workers[w].pid.is_some() && !self.workers[w].ready {
+                    continue; // starting: sent once its Hello brings the ring
+                }
+                let pending = std::mem::take(&mut self.workers[w].pending_ring);
                 self.workers[w].assigned = 0;
                 for p in pending {
                     self.route(p);
                 }
                 continue;
             };
+            let pending = std::mem::take(&mut self.workers[w].pending_ring);
             for p in pending {
                 let Hand::Slot(slot) = p.fd else { continue };
                 let Some(token) = lwsd_proto::handoff::encode(p.conn.listener, &p.conn.peer) else {
@@ -851,26 +854,45 @@ impl Supervisor {
                     self.close_slot(slot);
                     continue;
                 };
-                let raw = ring.as_raw_fd();
-                let key = self.msgs.insert(MsgOp {
-                    slot,
+                let i = slot as usize;
+                if self.msgs.len() <= i {
+                    self.msgs.resize_with(i + 1, || None);
+                }
+                self.msgs[i] = Some(MsgOp {
                     conn: p.conn,
                     attempts: p.attempts + 1,
                     worker: w,
-                    ring: ring.clone(),
+                    generation: self.workers[w].generation,
                 });
+                if p.attempts == 0 {
+                    self.metrics.handoffs.increment(1);
+                }
+                // The socket moves to the worker's table, then our slot is closed by the
+                // linked op right after, in the same submit (so the worker holds the last
+                // reference and its close sends the FIN at once). Neither posts a
+                // completion on success; a failed MSG_RING posts its error and cancels
+                // the close, and the connection is routed again from `msgs`.
                 let e = opcode::MsgRingSendFd::new(
-                    types::Fd(raw),
+                    types::Fd(ring.as_raw_fd()),
                     types::Fixed(slot),
                     types::DestinationSlot::auto_target(),
                     token,
                 )
                 .build()
-                .user_data(ud(K_MSG, 0, key));
-                // SAFETY: MSG_RING reads no user memory; the target ring stays open
-                // through the op's `ring` Rc, kept in `self.msgs` until completion.
+                .flags(squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS)
+                .user_data(ud(K_MSG, 0, i));
+                // SAFETY: MSG_RING reads no user memory; the target ring's fd stays open
+                // until this SQE is submitted (`submit_refs`), after which the op holds
+                // its own reference.
+                unsafe { self.push(&e) };
+                let e = opcode::Close::new(types::Fixed(slot))
+                    .build()
+                    .flags(squeue::Flags::SKIP_SUCCESS)
+                    .user_data(ud(K_CLOSE, 0, 0));
+                // SAFETY: a close reads no user memory.
                 unsafe { self.push(&e) };
             }
+            self.submit_refs.push(ring);
         }
         for w in 0..self.workers.len() {
             while !self.workers[w].pending.is_empty() {
@@ -971,18 +993,17 @@ impl Supervisor {
         self.spare_ops.push(op);
     }
 
-    /// A MSG_RING handoff completed. Either way our slot still holds the socket (the
-    /// kernel gave the worker its own reference): closed on success, re-routed on failure.
-    fn on_msg(&mut self, key: usize, res: i32) {
-        let Some(op) = self.msgs.try_remove(key) else {
-            log!(ERR, "MSG_RING completion for unknown op {key}");
-            return;
-        };
+    /// A MSG_RING handoff failed (a success posts nothing): our slot still holds the
+    /// socket (its linked close was cancelled), so it is routed again.
+    fn on_msg(&mut self, slot: usize, res: i32) {
         if res >= 0 {
-            self.metrics.handoffs.increment(1);
-            self.close_slot(op.slot);
             return;
         }
+        let Some(op) = self.msgs.get_mut(slot).and_then(Option::take) else {
+            log!(ERR, "MSG_RING failure for unknown slot {slot}");
+            return;
+        };
+        let slot = slot as u32;
         let err = -res;
         let w = op.worker;
         log!(
@@ -994,13 +1015,11 @@ impl Supervisor {
             // The worker got the socket but its completion queue could not say so: the
             // connection is lost either way. Count it; do not hand it over twice.
             self.metrics.handoff_failures.increment(1);
-            self.close_slot(op.slot);
+            self.close_slot(slot);
             return;
         }
-        let same_process = self.workers[w]
-            .ring
-            .as_ref()
-            .is_some_and(|r| Rc::ptr_eq(r, &op.ring));
+        let same_process =
+            self.workers[w].generation == op.generation && self.workers[w].ring.is_some();
         if same_process {
             let wk = &mut self.workers[w];
             wk.assigned = wk.assigned.saturating_sub(1);
@@ -1011,7 +1030,7 @@ impl Supervisor {
             }
         }
         self.route(Pending {
-            fd: Hand::Slot(op.slot),
+            fd: Hand::Slot(slot),
             conn: op.conn,
             attempts: op.attempts,
         });
@@ -1116,9 +1135,6 @@ impl Supervisor {
                 }
                 self.workers[w].ready = true;
                 self.workers[w].ever_ready = true;
-                for p in std::mem::take(&mut self.held) {
-                    self.route(p);
-                }
             }
             FromWorker::Stats(s) => self.metrics.workers[w].update(&s),
             FromWorker::Bus(mut b) => {
@@ -1248,7 +1264,6 @@ impl Supervisor {
         stranded.append(&mut wk.pending_ring);
         self.metrics.workers[w].process_exited();
         self.update_live_gauge();
-        stranded.append(&mut self.held);
         for p in stranded {
             self.route(p);
         }
