@@ -641,7 +641,11 @@ impl Loop {
             self.deliver(slot, bid, len);
         }
         self.bufs.recycle(bid);
-        let c = &mut self.conns[slot as usize];
+        // The role may have closed the connection, and with no recv armed any more (the
+        // multishot ended with this completion: a full CQ ends it too) nothing kept it.
+        let Some(c) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
         if !more && !c.recv_armed && c.phase != Phase::Closing && !c.rx_paused {
             self.rearm.push(slot);
         }
