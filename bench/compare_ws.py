@@ -21,7 +21,7 @@ For each server (started fresh for each measurement, with `ulimit -n 20000`):
 Then a markdown table with the ratios lwsd / libwebsockets (below 1: lwsd uses less).
 
 Usage: bench/compare_ws.py [--lwsd target/release/lwsd] [--load target/release/lwsd-load]
-       [--jobs 1,2] [--only libwebsockets,lwsd-j1,lwsd-j2] [--idle 10000]
+       [--jobs 1,2] [--handoffs auto,scm] [--only libwebsockets,lwsd-j1,lwsd-j2] [--idle 10000]
        [--setup 5000,15000] [--fanout-clients 1000] [--fanout-rate 200] [--fanout-secs 10]
 Every run is bounded in time and count, and talks to 127.0.0.1 only.
 """
@@ -185,6 +185,8 @@ def main():
     ap.add_argument("--lwsd", default="target/release/lwsd")
     ap.add_argument("--load", default="target/release/lwsd-load")
     ap.add_argument("--jobs", default="1,2", help="lwsd -j variants to run")
+    ap.add_argument("--handoffs", default="auto",
+                    help="lwsd --fd-handoff variants (auto,ring,scm); non-auto ones are named lwsd-jN-MODE")
     ap.add_argument("--only", default="", help="comma list of: libwebsockets, lwsd-j1, lwsd-j2")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
     ap.add_argument("--setup", default="5000,15000", help="A,B: set-up cost for 0->A and A->B")
@@ -205,11 +207,14 @@ def main():
         raise SystemExit(f"{a.load} missing: cargo build --release -p lwsd-load")
 
     servers = []
-    for j in filter(None, a.jobs.split(",")):
-        port = 7830 + int(j)
-        servers.append((f"lwsd-j{j}", port, lambda j=j, port=port: Server(
-            f"lwsd-j{j}", [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1"], port,
-            settle=0.5, fd_limit=FD_LIMIT)))
+    for hi, h in enumerate(filter(None, a.handoffs.split(","))):
+        for j in filter(None, a.jobs.split(",")):
+            port = 7830 + int(j) + 10 * hi
+            name = f"lwsd-j{j}" if h == "auto" else f"lwsd-j{j}-{h}"
+            servers.append((name, port, lambda j=j, port=port, h=h, name=name: Server(
+                name, [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1",
+                       "--fd-handoff", h], port,
+                settle=0.5, fd_limit=FD_LIMIT)))
     servers.append(("libwebsockets", 7829, lambda: Server(
         "libwebsockets", ["libwebsockets-test-server", "-p", "7829"], 7829,
         settle=0.5, fd_limit=FD_LIMIT)))
