@@ -415,3 +415,83 @@ fn each_worker_is_pinned_to_its_own_core() {
         assert_ne!(cores[0], cores[1], "both workers on core {}", cores[0]);
     }
 }
+
+/// After SIGTERM the port is free at once: a new lwsd on the same port starts. (Accepts
+/// still in the io_uring hold the listener, and the kernel tears a ring down after its
+/// process exits: the supervisor waits for their cancellation before exiting.)
+#[test]
+fn the_port_is_free_as_soon_as_lwsd_has_exited() {
+    let port = support::free_port();
+    for round in 0..12 {
+        let mut l = Lwsd::start_raw(
+            &["-p", &port.to_string(), "-j", "2", "--metrics-addr", "off"],
+            port,
+            None,
+        )
+        .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let t = Instant::now();
+        loop {
+            if let Some(st) = l.child.try_wait().unwrap() {
+                panic!("round {round}: lwsd exited with {st:?} (port still bound?)");
+            }
+            if http_get_tcp(addr, "/").is_ok() {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "round {round}: no answer"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Long enough for the supervisor's housekeeping ticks (they re-arm accepts).
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..20 {
+            // keep-alive, closed by the client (as curl does)
+            let mut c = HttpConn::new(TcpStream::connect(addr).unwrap());
+            assert_eq!(c.get("/", true).unwrap().0, 200);
+        }
+        // A blocking wait, to look at the port the moment lwsd is gone (a polled wait
+        // gives a slow teardown time to finish); a watchdog bounds it.
+        let pid = l.pid();
+        l.signal(libc::SIGTERM);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(10) {
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                signal(pid, libc::SIGKILL);
+            })
+        };
+        let st = l.child.wait().unwrap();
+        let still = listening(port);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        watchdog.join().unwrap();
+        assert_eq!(st.code(), Some(0), "round {round}: {st:?}");
+        assert!(
+            !still,
+            "round {round}: port {port} still listening after exit"
+        );
+    }
+}
+
+/// Whether a socket listens on TCP `port` (v4 or v6), from /proc/net/tcp*.
+fn listening(port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                c.len() > 3 && c[1].ends_with(&want) && c[3] == "0A"
+            })
+    })
+}

@@ -10,15 +10,19 @@
 //! sendmsgs instead of N accept4 + N sendmsg + N close syscalls.
 //!
 //! Ring handoff (`--fd-handoff ring`, the default where the kernel has it): each worker
-//! gives the supervisor its io_uring fd with its Hello. IPv4 and unix listeners then
-//! accept straight into the supervisor ring's fixed-file table (no fd is installed),
-//! and each socket moves into the chosen worker's fixed-file table with one
-//! `IORING_OP_MSG_RING` op, whose completion on the worker's ring carries the listener
-//! and peer address ([`lwsd_proto::handoff`]); a close of the supervisor's slot is linked
-//! to it, and neither posts a completion unless the handoff fails. No packet, no sendmsg, no recvmsg, no fd install on either side, no
-//! getpeername: the IPv4 listeners keep [`V4_ACCEPTS`] single-shot accepts armed, each
-//! with its own address buffer. IPv6 connections (whose address does not fit the
-//! token) still travel as below.
+//! names its io_uring fd in its Hello and the supervisor takes a copy with
+//! pidfd_getfd(2) ([`crate::pidfd`]; Linux refuses io_uring fds in SCM_RIGHTS). IPv4 and
+//! unix listeners then accept straight into the supervisor ring's fixed-file table (no
+//! fd is installed), and each socket moves into the chosen worker's fixed-file table
+//! with one `IORING_OP_MSG_RING` op, whose completion on the worker's ring carries the
+//! listener and peer address ([`lwsd_proto::handoff`]); a close of the supervisor's
+//! slot is linked to it, and neither posts a completion unless the handoff fails. No
+//! packet, no sendmsg, no recvmsg, no fd install on either side, no getpeername: the
+//! IPv4 listeners keep [`V4_ACCEPTS`] single-shot accepts armed, each with its own
+//! address buffer. IPv6 connections (whose address does not fit the token) still travel
+//! as above. A worker still starting queues its connections until its Hello brings the
+//! ring; a worker that exits has its ring dropped at once, which closes the connections
+//! in it (the kernel frees a ring only when no fd of it is left).
 //!
 //! A failed send (the worker's socket is full, or the worker is gone) re-routes its fds
 //! to the next least-loaded worker, at most [`MAX_HANDOFF_ATTEMPTS`] times; nothing
@@ -35,7 +39,8 @@
 //! About 40 % of it is the scheduler (sleeping in and waking from the CQ wait, the
 //! machine being oversubscribed), ~10 % waking the worker on its control socket;
 //! getpeername is ~0.6 µs; coop vs deferred task running and a `min_wait` batching
-//! delay made no improvement (the latter was worse).
+//! delay made no improvement (the latter was worse). Ring handoff: ~7 % less CPU per new
+//! connection than SCM_RIGHTS (bench/RESULTS.md).
 //!
 //! `unsafe` here is the kernel boundary only: the io_uring SQE push (whose buffers must
 //! stay valid and unmoved until the completion) and taking ownership of fds the kernel
@@ -328,6 +333,8 @@ pub struct Supervisor {
     accept_addrs: Vec<Option<Box<[AcceptAddr; V4_ACCEPTS]>>>,
     /// Connections go to the workers by MSG_RING (ring handoff).
     ring_handoff: bool,
+    /// Draining: stop waiting for accept cancellations.
+    accepts_given_up: bool,
     /// The last MSG_RING sent for each of our fixed slots.
     msgs: Vec<Option<MsgOp>>,
     /// Worker rings named by SQEs not yet submitted: the kernel takes its own reference
@@ -455,6 +462,7 @@ impl Supervisor {
             accept_mode,
             accept_addrs,
             ring_handoff,
+            accepts_given_up: false,
             msgs: Vec::new(),
             submit_refs: Vec::new(),
             workers: (0..workers).map(|_| Worker::new()).collect(),
@@ -623,8 +631,13 @@ impl Supervisor {
             self.listeners.len()
         );
         loop {
+            // Also wait for the accepts' cancellations: an accept still in the ring holds
+            // its listener, and a ring is torn down after the process exits, so the port
+            // would stay bound for a moment after lwsd is gone (a restart would fail with
+            // EADDRINUSE). The tick bounds the wait.
             if matches!(self.state, State::Draining { .. })
                 && self.workers.iter().all(|w| w.pid.is_none())
+                && (self.accept_armed.iter().all(|&a| a == 0) || self.accepts_given_up)
             {
                 if let Some(why) = self.failed.take() {
                     return Err(io::Error::other(why));
@@ -1338,6 +1351,10 @@ impl Supervisor {
                 }
             }
             State::Draining { deadline, killed } => {
+                if self.workers.iter().all(|w| w.pid.is_none()) {
+                    // A tick after the last worker: the cancels had their time.
+                    self.accepts_given_up = true;
+                }
                 for w in 0..self.workers.len() {
                     if self.workers[w].shutdown_pending {
                         self.send_shutdown(w);
