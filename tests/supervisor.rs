@@ -495,3 +495,45 @@ fn listening(port: u16) -> bool {
             })
     })
 }
+
+/// lwsd raises its soft open-files limit to the hard one (the usual soft 1024 would cap a
+/// worker at about a thousand connections), and the workers have it too.
+#[test]
+fn the_open_files_limit_is_raised_for_the_workers() {
+    let port = support::free_port();
+    let child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 1024 && exec \"$0\" \"$@\""])
+        .arg(support::lwsd_bin())
+        .args(["-p", &port.to_string(), "-j", "1", "--metrics-addr", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let l = Lwsd {
+        child,
+        port,
+        metrics_port: None,
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t = Instant::now();
+    while http_get_tcp(addr, "/").is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "lwsd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits = |pid: u32| -> (String, String) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[3].to_string(), f[4].to_string())
+    };
+    let workers = l.worker_pids();
+    assert_eq!(workers.len(), 1);
+    for pid in [l.pid(), workers[0]] {
+        let (soft, hard) = limits(pid);
+        assert_eq!(soft, hard, "pid {pid}: soft limit raised to the hard one");
+    }
+}

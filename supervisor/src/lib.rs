@@ -31,7 +31,7 @@ use clap::Parser;
 use lwsd_worker::api::Plugin;
 
 use crate::cli::Cli;
-use crate::log::{ERR, NOTICE};
+use crate::log::{ERR, INFO, NOTICE, WARN};
 
 /// The `lwsd` program with the built-in protocols (lws-echo, dumb-increment-protocol,
 /// lws-mirror-protocol, lws-server-status, protocol-post-demo).
@@ -79,6 +79,7 @@ fn supervise(cli: &Cli) -> io::Result<()> {
     // Before any thread exists, so every thread inherits the mask and the signals are
     // only ever consumed through the ring's signalfd.
     ring::block_signals()?;
+    raise_nofile_limit();
     let listeners = listen::bind_all(&cli.listeners()).map_err(|e| io::Error::other(e.0))?;
     let workers = cli.worker_count();
     let metrics = metrics::Metrics::new(workers);
@@ -106,6 +107,22 @@ fn supervise(cli: &Cli) -> io::Result<()> {
         }
     };
     sup.run()
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as nginx's `worker_rlimit_nofile`
+/// would by hand: every connection is a descriptor (or a fixed-file slot, whose table the
+/// kernel caps at the same limit), and the usual soft default of 1024 would cap a worker
+/// at about a thousand connections. Workers inherit it. A failure only logs.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => log!(INFO, "open files limit raised from {soft} to {hard}"),
+            Err(e) => log!(WARN, "cannot raise the open files limit from {soft}: {e}"),
+        },
+        Ok(_) => {}
+        Err(e) => log!(WARN, "getrlimit(RLIMIT_NOFILE): {e}"),
+    }
 }
 
 /// Worker mode: the environment names our index and control socket.
