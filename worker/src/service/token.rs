@@ -84,5 +84,8 @@ mod tests {
         );
         assert_eq!(decode(0), None);
         assert_eq!(decode(u64::MAX), None);
+        // A handoff completion (MSG_RING from the supervisor) is never one of our ops.
+        let handoff = lwsd_proto::handoff::encode(3, &lwsd_proto::PeerAddr::Unix).unwrap();
+        assert_eq!(decode(handoff), None);
     }
 }
