@@ -107,8 +107,8 @@ impl Protocol for DumbIncrement {
     }
 
     fn writeable(&mut self, conn: &mut Conn<'_>, s: &mut DumbSession) -> CbResult {
-        let mut buf = [0u8; 20];
-        let text = decimal(s.number, &mut buf);
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(s.number).as_bytes();
         conn.write(WriteKind::Text, true, Bytes::copy_from_slice(text))
             .map_err(|_| Close::INTERNAL)?;
         s.number = s.number.wrapping_add(1);
@@ -178,20 +178,6 @@ pub fn parse_command(msg: &[u8]) -> Option<Command> {
     }
 }
 
-/// `n` in decimal, written into the end of `buf` (no allocation, no formatting machinery).
-pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,14 +237,6 @@ mod tests {
         c.push(b"b");
         assert!(c.long);
         assert_eq!(c.finish(), None);
-    }
-
-    #[test]
-    fn decimal_text() {
-        let mut b = [0u8; 20];
-        for n in [0u64, 1, 9, 10, 99, 100, 12345, u64::MAX] {
-            assert_eq!(decimal(n, &mut b), n.to_string().as_bytes());
-        }
     }
 
     #[test]

@@ -74,21 +74,6 @@ pub fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// Decimal digits of `n` into a stack buffer; returns the used tail.
-#[inline]
-fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
 impl ResponseHead<'_> {
     /// Write the status line and the standard headers but not the final CRLF, so the
     /// caller can append more with [`write_header`] and then `b"\r\n"`.
@@ -127,8 +112,8 @@ impl ResponseHead<'_> {
         if !no_body_framing {
             match self.body {
                 ResponseBody::Length(n) => {
-                    let mut tmp = [0u8; 20];
-                    write_header(out, b"Content-Length", fmt_u64(n, &mut tmp));
+                    let mut tmp = itoa::Buffer::new();
+                    write_header(out, b"Content-Length", tmp.format(n).as_bytes());
                 }
                 ResponseBody::Streamed if chunked => {
                     out.put_slice(b"Transfer-Encoding: chunked\r\n");
