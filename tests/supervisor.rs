@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 mod support;
 
 use support::{
-    HttpConn, IO_TIMEOUT, Lwsd, http_get_tcp, http_get_unix, metric, pid_holding_tcp, process_env,
-    signal,
+    Held, HttpConn, IO_TIMEOUT, Lwsd, holds, http_get_tcp, http_get_unix, metric, pid_holding_tcp,
+    process_env, server_sockets, signal, tcp_sockets,
 };
 
 fn sock_path(tag: &str) -> std::path::PathBuf {
@@ -25,25 +25,11 @@ fn sock_path(tag: &str) -> std::path::PathBuf {
 /// Whether a worker has the server side of `client_port`'s connection as an fd (a
 /// connection handed over by MSG_RING is in its ring's fixed-file table instead).
 fn in_fd_table(server_port: u16, client_port: u16, workers: &[u32]) -> bool {
-    let want = (format!(":{server_port:04X}"), format!(":{client_port:04X}"));
-    let mut inodes = Vec::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        for line in std::fs::read_to_string(f).unwrap().lines().skip(1) {
-            let c: Vec<&str> = line.split_whitespace().collect();
-            if c.len() > 9 && c[1].ends_with(&want.0) && c[2].ends_with(&want.1) {
-                inodes.push(format!("socket:[{}]", c[9]));
-            }
-        }
-    }
-    assert_eq!(inodes.len(), 1, "the connection's server side");
-    workers.iter().any(|w| {
-        std::fs::read_dir(format!("/proc/{w}/fd"))
-            .unwrap()
-            .flatten()
-            .any(|e| {
-                std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == inodes[0].as_str())
-            })
-    })
+    let socks = server_sockets(server_port, client_port);
+    assert_eq!(socks.len(), 1, "the connection's server side");
+    workers
+        .iter()
+        .any(|&w| holds(w, &socks[0]) == Some(Held::Fd))
 }
 
 #[test]
@@ -481,19 +467,11 @@ fn the_port_is_free_as_soon_as_lwsd_has_exited() {
     }
 }
 
-/// Whether a socket listens on TCP `port` (v4 or v6), from /proc/net/tcp*.
+/// Whether a socket listens on TCP `port` (v4 or v6).
 fn listening(port: u16) -> bool {
-    let want = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .any(|l| {
-                let c: Vec<&str> = l.split_whitespace().collect();
-                c.len() > 3 && c[1].ends_with(&want) && c[3] == "0A"
-            })
-    })
+    tcp_sockets()
+        .iter()
+        .any(|r| r.local_port == port && r.state == 0x0A)
 }
 
 /// lwsd raises its soft open-files limit to the hard one (the usual soft 1024 would cap a

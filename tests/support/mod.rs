@@ -34,6 +34,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Starts of [`Lwsd::start`] whose lwsd exits before answering (a port taken meanwhile).
+pub const START_ATTEMPTS: usize = 3;
+
 /// A running lwsd started by a test; killed (with its workers) when dropped.
 pub struct Lwsd {
     pub child: Child,
@@ -48,27 +51,35 @@ impl Lwsd {
     /// `args` (which may add `-i`, `-U`, `-j`, ... but not `-p`/`--metrics-addr`), and
     /// waits until a GET / on 127.0.0.1 (or the `-i` address) gets a response.
     /// Output goes to the test's stderr when `LWSD_TEST_VERBOSE` is set.
+    ///
+    /// A port found free can be taken again before lwsd binds it (tests run in parallel,
+    /// and their clients' ephemeral ports come from the same range): an lwsd that exits
+    /// before answering is started again on other ports, at most [`START_ATTEMPTS`] times.
     pub fn start(args: &[&str]) -> Lwsd {
-        let port = free_port();
-        let metrics_port = free_port();
-        let l = Lwsd::start_raw(
-            &[
-                &["-p", &port.to_string()],
-                &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")],
-                args,
-            ]
-            .concat(),
-            port,
-            Some(metrics_port),
-        )
-        .expect("spawn lwsd");
         let host = args
             .iter()
             .position(|a| *a == "-i" || *a == "--interface")
             .and_then(|i| args.get(i + 1))
             .map_or("127.0.0.1".to_owned(), |s| s.to_string());
-        l.wait_ready(&host);
-        l
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            let metrics_port = free_port();
+            let mut l = Lwsd::start_raw(
+                &[
+                    &["-p", &port.to_string()],
+                    &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")],
+                    args,
+                ]
+                .concat(),
+                port,
+                Some(metrics_port),
+            )
+            .expect("spawn lwsd");
+            if l.wait_ready(&host) {
+                return l;
+            }
+        }
+        panic!("lwsd exited before answering, {START_ATTEMPTS} times (args {args:?})");
     }
 
     /// Spawns lwsd with exactly `args`, without waiting (for tests of startup errors).
@@ -85,13 +96,17 @@ impl Lwsd {
         })
     }
 
-    fn wait_ready(&self, host: &str) {
+    /// True once a GET / answers; false if lwsd exits first (panics on a timeout).
+    fn wait_ready(&mut self, host: &str) -> bool {
         let ip: std::net::IpAddr = host.parse().unwrap_or([127, 0, 0, 1].into());
         let addr = SocketAddr::new(ip, self.port);
         let t = Instant::now();
         while t.elapsed() < START_TIMEOUT {
             if http_get_tcp(addr, "/").is_ok() {
-                return;
+                return true;
+            }
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -230,50 +245,102 @@ pub fn pid_holding_tcp(server_port: u16, client_port: u16, pids: &[u32]) -> Opti
 }
 
 fn pid_holding_tcp_once(server_port: u16, client_port: u16, pids: &[u32]) -> Option<u32> {
-    let want_local = format!(":{server_port:04X}");
-    let want_rem = format!(":{client_port:04X}");
-    let mut inodes = Vec::new();
+    let socks = server_sockets(server_port, client_port);
+    pids.iter()
+        .copied()
+        .find(|&pid| socks.iter().any(|s| holds(pid, s).is_some()))
+}
+
+/// A row of /proc/net/tcp or tcp6.
+pub struct TcpRow {
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// The kernel's TCP state number (0x0A: LISTEN).
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// Every TCP socket of this network namespace, IPv4 and IPv6.
+pub fn tcp_sockets() -> Vec<TcpRow> {
+    let port = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut rows = Vec::new();
     for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
         for line in std::fs::read_to_string(f)
             .unwrap_or_default()
             .lines()
             .skip(1)
         {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 9 && cols[1].ends_with(&want_local) && cols[2].ends_with(&want_rem) {
-                inodes.push(format!("socket:[{}]", cols[9]));
+            let c: Vec<&str> = line.split_whitespace().collect();
+            if c.len() <= 9 {
+                continue;
+            }
+            if let (Some(local_port), Some(remote_port), Ok(state), Ok(inode)) = (
+                port(c[1]),
+                port(c[2]),
+                u8::from_str_radix(c[3], 16),
+                c[9].parse(),
+            ) {
+                rows.push(TcpRow {
+                    local_port,
+                    remote_port,
+                    state,
+                    inode,
+                });
             }
         }
     }
-    pids.iter().copied().find(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                let Ok(l) = std::fs::read_link(e.path()) else {
-                    return false;
-                };
-                if inodes.iter().any(|i| l.as_os_str() == i.as_str()) {
-                    return true;
-                }
-                // A connection handed over by MSG_RING is no fd of the worker: it sits in
-                // its io_uring's fixed-file table, which the ring's fdinfo lists as
-                // "<slot>: socket:[<inode>]".
-                l.as_os_str() == "anon_inode:[io_uring]"
-                    && std::fs::read_to_string(format!(
-                        "/proc/{pid}/fdinfo/{}",
-                        e.file_name().to_string_lossy()
-                    ))
-                    .is_ok_and(|info| {
-                        info.lines().any(|line| {
-                            inodes
-                                .iter()
-                                .any(|i| line.trim_end().ends_with(&format!(": {i}")))
-                        })
-                    })
-            })
-    })
+    rows
+}
+
+/// The server side of the connection from `client_port` to `server_port`, as the
+/// `socket:[inode]` name a process's fd links show.
+pub fn server_sockets(server_port: u16, client_port: u16) -> Vec<String> {
+    tcp_sockets()
+        .into_iter()
+        .filter(|r| r.local_port == server_port && r.remote_port == client_port)
+        .map(|r| format!("socket:[{}]", r.inode))
+        .collect()
+}
+
+/// How a process holds a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// As one of its fds.
+    Fd,
+    /// In one of its io_urings' fixed-file tables (a connection handed over by MSG_RING).
+    Ring,
+}
+
+/// Whether process `pid` holds the socket named `sock` (`socket:[inode]`), and how.
+pub fn holds(pid: u32, sock: &str) -> Option<Held> {
+    let mut ring = false;
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(l) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if l.as_os_str() == sock {
+            return Some(Held::Fd);
+        }
+        // The ring's fdinfo lists its fixed files as "<slot>: socket:[<inode>]".
+        ring |= l.as_os_str() == "anon_inode:[io_uring]"
+            && std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .is_ok_and(|info| {
+                info.lines()
+                    .any(|line| line.trim_end().ends_with(&format!(": {sock}")))
+            });
+    }
+    ring.then_some(Held::Ring)
 }
 
 /// One `GET path` with `Connection: close` on a new TCP connection: (status, body).
