@@ -222,11 +222,22 @@ enum Hand {
     Slot(u32),
 }
 
-/// An accepted connection waiting for this pass's sendmsg or MSG_RING.
-struct Pending {
-    fd: Hand,
+/// An accepted connection on its way to a worker: `F` is a [`Hand`] while it is being
+/// routed, then an fd (for sendmsg) or a fixed slot (for MSG_RING) in the worker's queue.
+struct Pending<F = Hand> {
+    fd: F,
     conn: NewConn,
     attempts: u8,
+}
+
+impl<F> Pending<F> {
+    fn map<G>(self, f: impl FnOnce(F) -> G) -> Pending<G> {
+        Pending {
+            fd: f(self.fd),
+            conn: self.conn,
+            attempts: self.attempts,
+        }
+    }
 }
 
 /// How a listener's connections are accepted.
@@ -282,9 +293,9 @@ struct Worker {
     shutdown_pending: bool,
     bus_out: VecDeque<Rc<Vec<u8>>>,
     /// Connections for the next sendmsg.
-    pending: Vec<Pending>,
+    pending: Vec<Pending<OwnedFd>>,
     /// Connections for MSG_RING (fixed slots).
-    pending_ring: Vec<Pending>,
+    pending_ring: Vec<Pending<u32>>,
     /// The worker's io_uring (from its Hello, ring handoff). Dropped as soon as the
     /// process exits: the ring, and with it every connection in its fixed-file table,
     /// is only freed when nothing holds it any more.
@@ -805,34 +816,27 @@ impl Supervisor {
 
     /// Queues a connection for the least-loaded worker, or closes it if none can take it.
     fn route(&mut self, p: Pending) {
-        let slot = match p.fd {
-            Hand::Slot(s) => Some(s),
-            Hand::Fd(_) => None,
-        };
+        let is_slot = matches!(p.fd, Hand::Slot(_));
         let n = self.workers.len();
         let pick = if p.attempts >= MAX_HANDOFF_ATTEMPTS {
             None
         } else {
-            pick_least_loaded((0..n).map(|w| self.load(w, slot.is_some())))
+            pick_least_loaded((0..n).map(|w| self.load(w, is_slot)))
         };
-        match pick {
-            Some(w) => {
-                let wk = &mut self.workers[w];
-                wk.assigned += 1;
-                if slot.is_some() {
-                    wk.pending_ring.push(p);
-                } else {
-                    wk.pending.push(p);
-                }
+        let Some(w) = pick else {
+            log!(DEBUG, "no worker can take a connection; closing it");
+            self.metrics.handoff_failures.increment(1);
+            if let Hand::Slot(s) = p.fd {
+                self.close_slot(s);
             }
-            None => {
-                log!(DEBUG, "no worker can take a connection; closing it");
-                self.metrics.handoff_failures.increment(1);
-                if let Some(s) = slot {
-                    self.close_slot(s);
-                }
-                // (an fd closes as `p` drops)
-            }
+            return; // (an fd closes as `p` drops)
+        };
+        let wk = &mut self.workers[w];
+        wk.assigned += 1;
+        let (conn, attempts) = (p.conn, p.attempts);
+        match p.fd {
+            Hand::Fd(fd) => wk.pending.push(Pending { fd, conn, attempts }),
+            Hand::Slot(fd) => wk.pending_ring.push(Pending { fd, conn, attempts }),
         }
     }
 
@@ -850,13 +854,13 @@ impl Supervisor {
                 let pending = std::mem::take(&mut self.workers[w].pending_ring);
                 self.workers[w].assigned = 0;
                 for p in pending {
-                    self.route(p);
+                    self.route(p.map(Hand::Slot));
                 }
                 continue;
             };
             let pending = std::mem::take(&mut self.workers[w].pending_ring);
             for p in pending {
-                let Hand::Slot(slot) = p.fd else { continue };
+                let slot = p.fd;
                 let Some(token) = lwsd_proto::handoff::encode(p.conn.listener, &p.conn.peer) else {
                     // Only IPv4 and unix listeners below MAX_LISTENERS accept into slots.
                     log!(
@@ -913,7 +917,7 @@ impl Supervisor {
                     let stranded = std::mem::take(&mut self.workers[w].pending);
                     self.workers[w].assigned = 0;
                     for p in stranded {
-                        self.route(p);
+                        self.route(p.map(Hand::Fd));
                     }
                     continue;
                 };
@@ -921,8 +925,7 @@ impl Supervisor {
                 let pending = &mut self.workers[w].pending;
                 let take = pending.len().min(MAX_FDS_PER_MSG);
                 for p in pending.drain(..take) {
-                    let Hand::Fd(fd) = p.fd else { continue };
-                    op.fds.push(fd);
+                    op.fds.push(p.fd);
                     op.conns.push(p.conn);
                     op.attempts.push(p.attempts + 1);
                 }
@@ -1133,9 +1136,11 @@ impl Supervisor {
                 if self.ring_handoff {
                     // Only from the process we started and have not reaped: its pid
                     // cannot have been reused.
-                    let ours = self.workers[w].pid.filter(|p| p.as_raw() as u32 == pid);
+                    let ours = self.workers[w]
+                        .pid
+                        .filter(|p| p.as_raw() as u32 == pid && ring_fd >= 0);
                     match ours.map(|p| crate::pidfd::take_fd(p, ring_fd)) {
-                        Some(Ok(fd)) if ring_fd >= 0 => self.workers[w].ring = Some(Rc::new(fd)),
+                        Some(Ok(fd)) => self.workers[w].ring = Some(Rc::new(fd)),
                         Some(Err(e)) => log!(
                             ERR,
                             "worker {w}: cannot take its io_uring fd ({e}); it gets no IPv4 or unix connections (use --fd-handoff scm)"
@@ -1266,19 +1271,23 @@ impl Supervisor {
         wk.pid = None;
         // In-flight sendmsgs keep their own Rc; the socket closes when the last ends.
         wk.ctl = None;
-        // The same for the ring: once the last MSG_RING op ends, the kernel frees it and
-        // closes the connections that died with the worker.
+        // The ring too (SQEs not yet submitted keep it in `submit_refs`): once no fd of it
+        // is left, the kernel frees it and closes the connections that died with the
+        // worker.
         wk.ring = None;
         wk.usable = false;
         wk.ready = false;
         wk.assigned = 0;
         wk.bus_out.clear();
-        let mut stranded = std::mem::take(&mut wk.pending);
-        stranded.append(&mut wk.pending_ring);
+        let stranded = std::mem::take(&mut wk.pending);
+        let stranded_ring = std::mem::take(&mut wk.pending_ring);
         self.metrics.workers[w].process_exited();
         self.update_live_gauge();
         for p in stranded {
-            self.route(p);
+            self.route(p.map(Hand::Fd));
+        }
+        for p in stranded_ring {
+            self.route(p.map(Hand::Slot));
         }
         if !draining {
             let earliest = self.workers[w]
