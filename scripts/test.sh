@@ -11,6 +11,10 @@ bash scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"; cargo test --workspace
+# The fuzz crates are outside the workspace (cargo-fuzz wants its own); checking them
+# keeps every named target present and compiling against today's API.
+echo "== fuzz targets compile"
+for f in worker/fuzz shared-proto/fuzz; do cargo check --manifest-path "$f/Cargo.toml" --bins; done
 echo "== release build"; cargo build --release -p lwsd -p lwsd-load
 echo "== browser"; bash scripts/browser-test.sh target/release/lwsd
 echo "== autobahn"; bash scripts/autobahn.sh $QUICK target/release/lwsd
