@@ -515,3 +515,38 @@ fn the_open_files_limit_is_raised_for_the_workers() {
         assert_eq!(soft, hard, "pid {pid}: soft limit raised to the hard one");
     }
 }
+
+/// TCP_DEFER_ACCEPT (`--defer-accept`, default 1 s): a connection that has sent nothing
+/// stays in the kernel and reaches no worker; once it speaks it is answered. With
+/// `--defer-accept 0` the silent connection is accepted and sits in a worker at once.
+#[test]
+fn a_connection_reaches_a_worker_once_it_speaks() {
+    use std::io::{Read, Write};
+    for defer in ["1", "0"] {
+        let l = Lwsd::start(&["-j", "1", "--defer-accept", defer]);
+        let workers = l
+            .wait_workers(1, &[], Duration::from_secs(10))
+            .expect("one worker");
+        let addr = SocketAddr::from(([127, 0, 0, 1], l.port));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let client_port = c.local_addr().unwrap().port();
+        if defer == "0" {
+            assert!(pid_holding_tcp(l.port, client_port, &workers).is_some());
+        } else {
+            // Well inside the 1 s after which the kernel would hand it over anyway.
+            std::thread::sleep(Duration::from_millis(300));
+            let socks = server_sockets(l.port, client_port);
+            let held = workers
+                .iter()
+                .any(|&w| socks.iter().any(|s| holds(w, s).is_some()));
+            assert!(!held, "a silent connection reached the worker");
+        }
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "--defer-accept {defer}");
+        l.terminate();
+    }
+}

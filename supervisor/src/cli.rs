@@ -103,6 +103,12 @@ pub struct Cli {
     /// kernel can.
     #[arg(long = "fd-handoff", value_name = "MODE", value_enum, default_value_t = FdHandoff::Auto)]
     pub fd_handoff: FdHandoff,
+
+    /// TCP_DEFER_ACCEPT: a connection is accepted once its first bytes arrive (nginx's
+    /// `deferred`); one silent this many seconds is accepted anyway. 0 turns it off.
+    #[arg(long = "defer-accept", value_name = "SECS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub defer_accept: u32,
 }
 
 /// `--fd-handoff`.

@@ -80,7 +80,8 @@ fn supervise(cli: &Cli) -> io::Result<()> {
     // only ever consumed through the ring's signalfd.
     ring::block_signals()?;
     raise_nofile_limit();
-    let listeners = listen::bind_all(&cli.listeners()).map_err(|e| io::Error::other(e.0))?;
+    let listeners =
+        listen::bind_all(&cli.listeners(), cli.defer_accept).map_err(|e| io::Error::other(e.0))?;
     let workers = cli.worker_count();
     let metrics = metrics::Metrics::new(workers);
     if let Some(addr) = cli.metrics_addr.0 {
