@@ -11,6 +11,7 @@
 //! | `lws_is_final_fragment`, `lws_remaining_packet_payload` | [`FrameInfo`] |
 //! | `lws_cancel_service()` + EVENT_WAIT_CANCELLED | [`crate::ServiceHandle`] + [`Protocol::event_wait_cancelled`] |
 //! | pvo (per-vhost options) | [`PluginInit::options`], given when the vhost creates the protocol |
+//! | PROTOCOL_INIT / PROTOCOL_DESTROY | [`Protocol::init`] / [`Protocol::destroy`], once per worker's vhost |
 //! | `lws_timed_callback_vh_protocol` | [`Vhost::set_timer`] + [`Protocol::timer`] |
 //!
 //! Every callback runs on the worker's service thread; nothing here is `Send`. A
@@ -478,7 +479,13 @@ pub trait Protocol: 'static {
         }
     }
 
-    /// The vhost is going away (LWS_CALLBACK_PROTOCOL_DESTROY).
+    /// The vhost is up (LWS_CALLBACK_PROTOCOL_INIT), once per worker, right after the
+    /// instance was created from its options ([`PluginInit`]) and before any
+    /// connection: the place to start per-vhost timers or publish on the bus.
+    fn init(&mut self, _vhost: &mut Vhost<'_>) {}
+
+    /// The vhost is going away (LWS_CALLBACK_PROTOCOL_DESTROY), once, when the worker's
+    /// loop ends (a drain finished, or the supervisor went away).
     fn destroy(&mut self, _vhost: &mut Vhost<'_>) {}
 }
 
@@ -500,6 +507,7 @@ pub trait DynProtocol {
     fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>>;
     fn http_body(&mut self, vh: &mut Vhost<'_>, s: &mut dyn Any, chunk: &[u8]) -> CbResult;
     fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse;
+    fn init(&mut self, vh: &mut Vhost<'_>);
     fn destroy(&mut self, vh: &mut Vhost<'_>);
 }
 
@@ -560,6 +568,9 @@ impl<P: Protocol> DynProtocol for P {
                 body: Bytes::new(),
             },
         }
+    }
+    fn init(&mut self, vh: &mut Vhost<'_>) {
+        Protocol::init(self, vh)
     }
     fn destroy(&mut self, vh: &mut Vhost<'_>) {
         Protocol::destroy(self, vh)

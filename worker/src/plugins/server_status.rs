@@ -14,8 +14,8 @@
 //! is always its live figures. Rows older than [`STALE_TICKS`] ticks are left out, so a
 //! worker that died disappears until its replacement publishes.
 //!
-//! The protocol has no per-vhost init callback with timers, so the tick starts lazily:
-//! a worker arms it when a status client connects, and any worker arms its own as soon as
+//! The tick starts lazily rather than in [`Protocol::init`], so an idle server never
+//! wakes for it: a worker arms it when a status client connects, and any worker arms its own as soon as
 //! it hears a publication from a worker that has status clients (each publication
 //! carries that count). Ticks lapse on a worker once neither it nor any fresh row has
 //! clients: an idle server publishes nothing.

@@ -225,6 +225,14 @@ pub struct Loop {
     closes_queued: usize,
     /// Size of the fixed-file table connections arrive in by `MSG_RING` (0: none).
     fixed_slots: u32,
+    /// The protocols' `destroy` ran.
+    destroyed: bool,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        self.destroy_protocols();
+    }
 }
 
 /// The generation of a slot's next occupant: kept across reuse in a side table so a late
@@ -281,9 +289,11 @@ impl Loop {
             pid: std::process::id(),
             closes_queued: 0,
             fixed_slots: 0,
+            destroyed: false,
         };
         l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
+        l.for_each_protocol(|p, vh| p.init(vh));
         Ok(l)
     }
 
@@ -467,7 +477,17 @@ impl Loop {
         }
         // Hand the last pass's ring closes to the kernel.
         self.ring.submit()?;
+        self.destroy_protocols();
         Ok(())
+    }
+
+    /// Calls every protocol's `destroy`, once (at the end of [`run`](Self::run), or when
+    /// a loop driven by hand is dropped).
+    fn destroy_protocols(&mut self) {
+        if !std::mem::replace(&mut self.destroyed, true) {
+            self.app.plugin.now_ms = self.now_ms;
+            self.for_each_protocol(|p, vh| p.destroy(vh));
+        }
     }
 
     /// One pass: flush output, wait for completions (at most until the next timer, or
