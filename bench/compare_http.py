@@ -9,6 +9,10 @@ worker) read from /proc/PID/stat before and after each run, divided by the reque
 client completed. Requests per second are printed too, but compare on CPU/request, as
 ratios against nginx and the floor measured in the same run (shared/anchors.md).
 
+`lwsd-nodefer` is lwsd with `--defer-accept 0` and `nginx-deferred` nginx (sendfile off)
+with `listen ... deferred`: TCP_DEFER_ACCEPT on and off for both, since the option alone
+moves the new-connection workload by several µs.
+
 The floor (`lwsd-floor PORT FILE`: a minimal io_uring responder with lwsd's answer bytes)
 serves one file, so one instance runs per file (small, 7k, 1-byte), each measured alone.
 
@@ -73,7 +77,7 @@ def parse_h2load(out):
     return ok, failed + errored + bad
 
 
-def nginx_conf(root, port, sendfile, tmp):
+def nginx_conf(root, port, sendfile, tmp, deferred=False):
     conf = os.path.join(tmp, f"nginx-{port}.conf")
     with open(conf, "w") as f:
         f.write(f"""
@@ -96,7 +100,7 @@ http {{
   uwsgi_temp_path {tmp}/nginx-uwsgi;
   scgi_temp_path {tmp}/nginx-scgi;
   types {{ text/html html; image/x-icon ico; }}
-  server {{ listen 127.0.0.1:{port} backlog=4096; root {root}; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096{' deferred' if deferred else ''}; root {root}; }}
 }}
 """)
     return ["nginx", "-c", conf]
@@ -186,11 +190,18 @@ def main():
     servers = [
         ("lwsd", lambda: Single(Server("lwsd", [a.lwsd, "-p", "7811", "-j", str(a.workers), "-r", root,
                                                 "--metrics-addr", "off", "-d", "1"], 7811), all_files)),
+        # lwsd without TCP_DEFER_ACCEPT, and nginx with it (`listen ... deferred`): what the
+        # option alone buys on the new-connection workload, for either server.
+        ("lwsd-nodefer", lambda: Single(Server("lwsd-nodefer", [a.lwsd, "-p", "7816", "-j", str(a.workers), "-r",
+                                                                root, "--metrics-addr", "off", "-d", "1",
+                                                                "--defer-accept", "0"], 7816), all_files)),
         ("floor", start_floor),
         ("nginx-sendfile-on", lambda: Single(Server("nginx-sendfile-on", nginx_conf(root, 7812, True, tmp), 7812),
                                              all_files)),
         ("nginx-sendfile-off", lambda: Single(Server("nginx-sendfile-off", nginx_conf(root, 7813, False, tmp), 7813),
                                               all_files)),
+        ("nginx-deferred", lambda: Single(Server("nginx-deferred", nginx_conf(root, 7817, False, tmp, True), 7817),
+                                          all_files)),
         # It serves only its compiled-in directory: favicon.ico and test.html, not `one`.
         ("libwebsockets", lambda: Single(Server("libwebsockets", ["libwebsockets-test-server", "-p", "7814"], 7814),
                                          (SMALL, BIG))),

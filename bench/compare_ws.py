@@ -14,15 +14,22 @@ For each server (started fresh for each measurement, with `ulimit -n 20000`):
      holding). Clock-tick resolution (10 ms) makes these +-10 ms per step. The step
      includes whatever the server spends just holding connections during the ramp, so
      the idle CPU with A and with B connections is measured after each step too.
-  3. mirror fan-out: C clients, one sender at a fixed rate, for S seconds: deliveries
-     per second, server CPU per delivered message (from the moment every client is
-     connected to the end of the run), delivery latency.
+  3. mirror fan-out: C clients, one sender at each of the given rates, for S seconds:
+     deliveries per second, server CPU per delivered message (from the moment every
+     client is connected to the end of the run), the server's CPU use, delivery
+     latency. Why several rates: a server that writes to every ready client in each
+     loop pass is busy all the time once a pass (C sends) outlasts the gap between two
+     messages (for 1,000 clients, above ~250 msg/s here); from there on its CPU per
+     delivery at a fixed rate is ~1 / (deliveries per second) whatever its efficiency,
+     and efficiency shows as the rate it can sustain. So: a low rate (every message
+     its own send per client), a middle one, and one above what any server here
+     sustains (its CPU per delivery is the cost at saturation, the "warm" figure).
 
 Then a markdown table with the ratios lwsd / libwebsockets (below 1: lwsd uses less).
 
 Usage: bench/compare_ws.py [--lwsd target/release/lwsd] [--load target/release/lwsd-load]
        [--jobs 1,2] [--handoffs auto,scm] [--only libwebsockets,lwsd-j1,lwsd-j2] [--idle 10000]
-       [--setup 5000,15000] [--fanout-clients 1000] [--fanout-rate 200] [--fanout-secs 10]
+       [--setup 5000,15000] [--fanout-clients 1000] [--fanout-rates 200,2000,20000] [--fanout-secs 10]
 Every run is bounded in time and count, and talks to 127.0.0.1 only.
 """
 
@@ -152,27 +159,32 @@ def setup_cost(a, start, tmp):
 
 
 def fanout(a, start, tmp):
+    return {str(rate): fanout_at(a, start, tmp, rate) for rate in a.fanout_rates}
+
+
+def fanout_at(a, start, tmp, rate):
     srv = start()
     try:
         ld = Load(a.load, ["fanout", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
                            "-c", str(a.fanout_clients), "--ramp-rate", f"{a.ramp}/s",
-                           "--senders", "1", "--rate", f"{a.fanout_rate}/s",
+                           "--senders", "1", "--rate", f"{rate}/s",
                            "--size", str(a.fanout_size), "--duration", f"{a.fanout_secs}s"],
-                  tmp, "fanout")
+                  tmp, f"fanout{rate}")
         ld.wait_ready(a.fanout_clients / a.ramp + 60)
         pids = srv.pids()
-        c0 = cpu_seconds(pids)
+        c0, t0 = cpu_seconds(pids), time.time()
         fig, out = ld.finish(a.fanout_secs + 60)
-        c1 = cpu_seconds(set(pids) | set(srv.pids()))
+        c1, t1 = cpu_seconds(set(pids) | set(srv.pids())), time.time()
         if not fig:
             raise RuntimeError(f"lwsd-load fanout gave no figures: {out}")
         m = fig["messages"]
         got, want = m["received"], m.get("expected_deliveries", 0)
         r = {"deliveries": got, "expected": want, "per_s": m["received_per_s"],
-             "cpu_s": c1 - c0, "us_per_delivery": (c1 - c0) * 1e6 / got if got else float("nan"),
+             "cpu_s": c1 - c0, "cpu_use": (c1 - c0) / (t1 - t0), "us_per_delivery": (c1 - c0) * 1e6 / got if got else float("nan"),
              "p50_us": fig["latency"]["delivery"]["p50_us"], "p99_us": fig["latency"]["delivery"]["p99_us"],
              "unstamped": m.get("unstamped", 0), "errors": fig["error_count"]}
-        print(f"{srv.name:14} fanout: {got} of {want} deliveries, {r['per_s']:.0f}/s, "
+        print(f"{srv.name:14} fanout {rate}/s: {got} of {want} deliveries, {r['per_s']:.0f}/s, "
+              f"server CPU {100 * r['cpu_use']:.0f} %, "
               f"{r['us_per_delivery']:.3f} us CPU/delivery, p50 {r['p50_us']} us p99 {r['p99_us']} us, "
               f"unstamped {r['unstamped']}, client errors {r['errors']}", file=sys.stderr)
         return r
@@ -194,13 +206,15 @@ def main():
                     help="seconds of idle CPU measured after each set-up step")
     ap.add_argument("--ramp", type=int, default=2000, help="connections opened per second")
     ap.add_argument("--fanout-clients", type=int, default=1000)
-    ap.add_argument("--fanout-rate", type=int, default=200, help="messages per second from the sender")
+    ap.add_argument("--fanout-rates", default="200,2000,20000",
+                    help="messages per second from the sender, one fan-out run per rate")
     ap.add_argument("--fanout-size", type=int, default=64)
     ap.add_argument("--fanout-secs", type=int, default=10)
     ap.add_argument("--tests", default="idle,setup,fanout")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
     a.setup = [int(x) for x in a.setup.split(",")]
+    a.fanout_rates = [int(x) for x in a.fanout_rates.split(",") if x]
     if len(a.setup) != 2 or not 0 < a.setup[0] < a.setup[1]:
         raise SystemExit("--setup wants A,B with 0 < A < B")
     if not os.path.exists(a.load):
@@ -252,12 +266,20 @@ def main():
                  lambda n: get(n, "setup", lambda v: v[1]["us_per_conn"]), "{:.1f}"))
     rows.append((f"idle CPU holding {a.setup[1]} connections (ms per s)",
                  lambda n: get(n, "setup", lambda v: v[1]["idle_cpu_ms_per_s"]), "{:.1f}"))
-    rows.append((f"fan-out deliveries/s ({a.fanout_clients} clients, {a.fanout_rate} msg/s)",
-                 lambda n: get(n, "fanout", lambda v: v["per_s"]), "{:.0f}"))
-    rows.append(("fan-out deliveries received / expected (%)",
-                 lambda n: get(n, "fanout", lambda v: 100.0 * v["deliveries"] / v["expected"] if v["expected"] else None), "{:.1f}"))
-    rows.append(("fan-out server CPU per delivery (µs)", lambda n: get(n, "fanout", lambda v: v["us_per_delivery"]), "{:.3f}"))
-    rows.append(("fan-out delivery latency p99 (µs)", lambda n: get(n, "fanout", lambda v: v["p99_us"]), "{:.0f}"))
+    for rate in a.fanout_rates:
+        k = str(rate)
+        at = f"{a.fanout_clients} clients, {rate} msg/s"
+        rows.append((f"fan-out deliveries/s ({at})",
+                     lambda n, k=k: get(n, "fanout", lambda v: v[k]["per_s"]), "{:.0f}"))
+        rows.append((f"fan-out deliveries received / offered (%) ({at})",
+                     lambda n, k=k: get(n, "fanout", lambda v: 100.0 * v[k]["deliveries"] / v[k]["expected"]
+                                        if v[k]["expected"] else None), "{:.1f}"))
+        rows.append((f"fan-out server CPU use (% of one core) ({at})",
+                     lambda n, k=k: get(n, "fanout", lambda v: 100.0 * v[k]["cpu_use"]), "{:.0f}"))
+        rows.append((f"fan-out server CPU per delivery (µs) ({at})",
+                     lambda n, k=k: get(n, "fanout", lambda v: v[k]["us_per_delivery"]), "{:.3f}"))
+        rows.append((f"fan-out delivery latency p99 (µs) ({at})",
+                     lambda n, k=k: get(n, "fanout", lambda v: v[k]["p99_us"]), "{:.0f}"))
 
     head = "| measure | " + " | ".join(names) + "".join(f" | {o} / {ref}" for o in others) + " |"
     print()
