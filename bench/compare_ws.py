@@ -6,7 +6,9 @@ For each server (started fresh for each measurement, with `ulimit -n 20000`):
   1. idle memory per connection: RSS of all the server's processes (supervisor and
      workers, found through /proc/PID/task/PID/children) before and after opening N
      idle lws-mirror-protocol connections (`lwsd-load ws --hold`; the mirror is silent
-     while nobody sends); (after - before) / established. RSS is user-space memory
+     while nobody sends); (after - before) / established, and the same over the second
+     N/2 alone (fixed memory the first connections touch, such as lwsd's 2 MiB io_uring
+     buffer ring per worker, is not in that one). RSS is user-space memory
      only: the kernel's socket buffers and TCP state (several KiB per connection on
      both ends) are not in it and are the same for every server.
   2. set-up cost: server CPU (utime + stime of all its processes, /proc/PID/stat)
@@ -94,23 +96,38 @@ def errors_of(fig):
 
 
 def idle_memory(a, start, tmp):
+    """RSS per connection over all `a.idle` connections of a fresh server, and the
+    marginal figure over the second half alone (opened by a second client once the first
+    half is up): fixed memory first touched by the early connections (an io_uring
+    buffer ring's pages, a slab's first growth) lands in the first figure only."""
     srv = start()
+    loads = []
     try:
         before = rss_bytes(srv.pids())
-        ramp_s = a.idle / a.ramp
-        ld = Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
-                           "-c", str(a.idle), "--ramp-rate", f"{a.ramp}/s", "--hold",
-                           "--duration", f"{int(ramp_s + 120)}s"], tmp, "idle")
-        est = ld.wait_ready(ramp_s + 60)
-        time.sleep(1.0)  # let the server settle (lazy allocations, timers)
-        after = rss_bytes(srv.pids())
-        fig, out = ld.finish(30, interrupt=True)
-        per = (after - before) / est if est else float("nan")
-        print(f"{srv.name:14} idle: {est} conns, RSS {before / 1e6:.1f} -> {after / 1e6:.1f} MB, "
-              f"{per:.0f} B/conn, client errors {errors_of(fig)}", file=sys.stderr)
-        return {"conns": est, "rss_before": before, "rss_after": after, "bytes_per_conn": per,
-                "errors": errors_of(fig)}
+        rss, est = [], []
+        for i, n in enumerate((a.idle // 2, a.idle - a.idle // 2)):
+            ramp_s = n / a.ramp
+            ld = Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
+                               "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
+                               "--duration", f"{int(ramp_s + 120)}s"], tmp, f"idle{i}")
+            loads.append(ld)
+            est.append(ld.wait_ready(ramp_s + 60))
+            time.sleep(1.0)  # let the server settle (lazy allocations, timers)
+            rss.append(rss_bytes(srv.pids()))
+        errs = [errors_of(ld.finish(30, interrupt=True)[0]) for ld in loads]
+        total = sum(est)
+        after = rss[-1]
+        per = (after - before) / total if total else float("nan")
+        marginal = (rss[1] - rss[0]) / est[1] if est[1] else float("nan")
+        print(f"{srv.name:14} idle: {total} conns, RSS {before / 1e6:.1f} -> {rss[0] / 1e6:.1f} -> "
+              f"{after / 1e6:.1f} MB, {per:.0f} B/conn, second half alone {marginal:.0f} B/conn, "
+              f"client errors {errs}", file=sys.stderr)
+        return {"conns": total, "rss_before": before, "rss_mid": rss[0], "rss_after": after,
+                "bytes_per_conn": per, "marginal_bytes_per_conn": marginal, "errors": errs}
     finally:
+        for ld in loads:
+            if ld.proc.poll() is None:
+                ld.finish(30, interrupt=True)
         srv.stop()
 
 
@@ -259,7 +276,10 @@ def main():
         except (KeyError, IndexError, TypeError):
             return None
 
-    rows.append(("idle RSS per connection (bytes)", lambda n: get(n, "idle", lambda v: v["bytes_per_conn"]), "{:.0f}"))
+    rows.append((f"idle RSS per connection, {a.idle} on a fresh server (bytes)",
+                 lambda n: get(n, "idle", lambda v: v["bytes_per_conn"]), "{:.0f}"))
+    rows.append((f"idle RSS per connection, the second {a.idle - a.idle // 2} alone (bytes)",
+                 lambda n: get(n, "idle", lambda v: v["marginal_bytes_per_conn"]), "{:.0f}"))
     rows.append((f"set-up CPU per connection 0->{a.setup[0]} (µs)",
                  lambda n: get(n, "setup", lambda v: v[0]["us_per_conn"]), "{:.1f}"))
     rows.append((f"set-up CPU per connection {a.setup[0]}->{a.setup[1]} (µs)",
