@@ -26,12 +26,15 @@ For each server (started fresh for each measurement, with `ulimit -n 20000`):
      and efficiency shows as the rate it can sustain. So: a low rate (every message
      its own send per client), a middle one, and one above what any server here
      sustains (its CPU per delivery is the cost at saturation, the "warm" figure).
+  4. capacity (`--tests capacity`, not in the default set): `--capacity` idle
+     connections held at once, over as many client processes as the fd limit needs.
 
 Then a markdown table with the ratios lwsd / libwebsockets (below 1: lwsd uses less).
 
 Usage: bench/compare_ws.py [--lwsd target/release/lwsd] [--load target/release/lwsd-load]
        [--jobs 1,2] [--handoffs auto,scm] [--only libwebsockets,lwsd-j1,lwsd-j2] [--idle 10000]
        [--setup 5000,15000] [--fanout-clients 1000] [--fanout-rates 200,2000,20000] [--fanout-secs 10]
+       [--tests idle,setup,fanout,capacity] [--capacity 51000]
 Every run is bounded in time and count, and talks to 127.0.0.1 only.
 """
 
@@ -48,6 +51,8 @@ from procstat import Server, cpu_seconds, rss_bytes
 
 FD_LIMIT = 20000
 MIRROR = "lws-mirror-protocol"
+# Connections per lwsd-load process in the capacity test (its fd limit is FD_LIMIT).
+PER_CLIENT = 17000
 
 
 class Load:
@@ -124,6 +129,42 @@ def idle_memory(a, start, tmp):
               f"client errors {errs}", file=sys.stderr)
         return {"conns": total, "rss_before": before, "rss_mid": rss[0], "rss_after": after,
                 "bytes_per_conn": per, "marginal_bytes_per_conn": marginal, "errors": errs}
+    finally:
+        for ld in loads:
+            if ld.proc.poll() is None:
+                ld.finish(30, interrupt=True)
+        srv.stop()
+
+
+def capacity(a, start, tmp):
+    """Holds `a.capacity` idle connections at once, spread over client processes of at
+    most PER_CLIENT connections each (each process has its own loopback source
+    addresses: one address's ephemeral ports run out near 14,000 bound connections)."""
+    srv = start()
+    loads = []
+    try:
+        before = rss_bytes(srv.pids())
+        left, i = a.capacity, 0
+        t0 = time.time()
+        while left > 0:
+            n = min(PER_CLIENT, left)
+            ramp_s = n / a.ramp
+            loads.append(Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
+                                       "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
+                                       "--src-ips", "3", "--src-offset", str(100 + 10 * i),
+                                       "--duration", f"{int(ramp_s + 120)}s"], tmp, f"cap{i}"))
+            left -= n
+            i += 1
+        est = sum(ld.wait_ready(a.capacity / a.ramp + 60) for ld in loads)
+        took = time.time() - t0
+        time.sleep(1.0)
+        after = rss_bytes(srv.pids())
+        errs = [errors_of(ld.finish(30, interrupt=True)[0]) for ld in loads]
+        per = (after - before) / est if est else float("nan")
+        print(f"{srv.name:14} capacity: {est} of {a.capacity} held at once ({len(loads)} clients, "
+              f"{took:.1f} s), RSS {before / 1e6:.1f} -> {after / 1e6:.1f} MB, {per:.0f} B/conn, "
+              f"client errors {errs}", file=sys.stderr)
+        return {"wanted": a.capacity, "held": est, "bytes_per_conn": per, "errors": errs}
     finally:
         for ld in loads:
             if ld.proc.poll() is None:
@@ -227,7 +268,10 @@ def main():
                     help="messages per second from the sender, one fan-out run per rate")
     ap.add_argument("--fanout-size", type=int, default=64)
     ap.add_argument("--fanout-secs", type=int, default=10)
-    ap.add_argument("--tests", default="idle,setup,fanout")
+    ap.add_argument("--capacity", type=int, default=51000,
+                    help="idle connections held at once by the capacity test (not run by default; "
+                         "lwsd needs -j 3 or more here: 20,000 fds or fixed files per process)")
+    ap.add_argument("--tests", default="idle,setup,fanout", help="any of idle,setup,fanout,capacity")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
     a.setup = [int(x) for x in a.setup.split(",")]
@@ -259,7 +303,7 @@ def main():
         res[name] = {}
         for t in tests:
             try:
-                fn = {"idle": idle_memory, "setup": setup_cost, "fanout": fanout}[t]
+                fn = {"idle": idle_memory, "setup": setup_cost, "fanout": fanout, "capacity": capacity}[t]
                 res[name][t] = fn(a, start, tmp)
             except (FileNotFoundError, RuntimeError, subprocess.SubprocessError) as e:
                 print(f"# {name} {t}: not run ({e})", file=sys.stderr)
@@ -280,6 +324,10 @@ def main():
                  lambda n: get(n, "idle", lambda v: v["bytes_per_conn"]), "{:.0f}"))
     rows.append((f"idle RSS per connection, the second {a.idle - a.idle // 2} alone (bytes)",
                  lambda n: get(n, "idle", lambda v: v["marginal_bytes_per_conn"]), "{:.0f}"))
+    rows.append((f"idle connections held at once (of {a.capacity})",
+                 lambda n: get(n, "capacity", lambda v: v["held"]), "{:.0f}"))
+    rows.append(("RSS per connection at that count (bytes)",
+                 lambda n: get(n, "capacity", lambda v: v["bytes_per_conn"]), "{:.0f}"))
     rows.append((f"set-up CPU per connection 0->{a.setup[0]} (µs)",
                  lambda n: get(n, "setup", lambda v: v[0]["us_per_conn"]), "{:.1f}"))
     rows.append((f"set-up CPU per connection {a.setup[0]}->{a.setup[1]} (µs)",
