@@ -550,6 +550,25 @@ fn formtest_answers_urlencoded_and_multipart_posts() {
     req.extend_from_slice(b"0\r\n\r\n");
     let (status, _, _) = split_response(&s.request(&req));
     assert_eq!(status, 413);
+    // Another method: 405 with the Allow field RFC 9110 15.5.6 asks for (a header the
+    // protocol adds to its answer), and the server's own fields once each.
+    let (status, head, _) = split_response(&s.request(
+        b"PUT /formtest HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    ));
+    assert_eq!(status, 405);
+    assert_eq!(header(&head, "allow"), Some("GET, HEAD, POST"), "{head}");
+    assert_eq!(
+        head.to_ascii_lowercase()
+            .matches("\r\ncontent-length:")
+            .count(),
+        1,
+        "{head}"
+    );
+    assert!(
+        header(&head, "content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
 }
 
 // ---- subprotocol choice ----

@@ -13,6 +13,7 @@
 //! | pvo (per-vhost options) | [`PluginInit::options`], given when the vhost creates the protocol |
 //! | PROTOCOL_INIT / PROTOCOL_DESTROY | [`Protocol::init`] / [`Protocol::destroy`], once per worker's vhost |
 //! | `lws_timed_callback_vh_protocol` | [`Vhost::set_timer`] + [`Protocol::timer`] |
+//! | `lws_add_http_header_by_name` | [`HttpResponse::with_header`] |
 //!
 //! Every callback runs on the worker's service thread; nothing here is `Send`. A
 //! callback returns `Err(Close)` to close its connection (lws' `return -1`). Actions on
@@ -390,11 +391,90 @@ pub struct HttpRequest<'a> {
     pub content_length: Option<u64>,
 }
 
-/// A complete HTTP response from a protocol.
+/// A complete HTTP response from a protocol. The server writes the status line,
+/// `Date`, `Server`, `Content-Length`, `Content-Type` and the connection headers; a
+/// protocol adds any other field with [`with_header`](Self::with_header) (lws'
+/// `lws_add_http_header_by_name`).
+#[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// Checked by `with_header`: a token name, a value without CR, LF or NUL.
+    headers: Vec<(Box<str>, Box<str>)>,
+}
+
+/// Header fields the server writes itself (or that would break the framing it chose):
+/// a protocol may not add them.
+const SERVER_FIELDS: &[&str] = &[
+    "connection",
+    "content-length",
+    "content-type",
+    "date",
+    "keep-alive",
+    "server",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Why [`HttpResponse::with_header`] refused a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderError {
+    pub name: String,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "response header {:?}: {}", self.name, self.why)
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+impl HttpResponse {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type,
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds the field `name: value`. Refused: a name that is not a token (RFC 9110
+    /// 5.1), a value with CR, LF or NUL (5.5: they would split the response), and the
+    /// fields the server writes itself ([`HttpResponse::content_type`] sets the type).
+    /// Leading and trailing blanks of the value are dropped (5.5).
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<HttpResponse, HeaderError> {
+        let err = |why| HeaderError {
+            name: name.to_owned(),
+            why,
+        };
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(err("the name is not a token (RFC 9110 5.1)"));
+        }
+        if SERVER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+            return Err(err("the server writes this field itself"));
+        }
+        if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(err("the value holds CR, LF or NUL (RFC 9110 5.5)"));
+        }
+        self.headers
+            .push((name.into(), value.trim_matches([' ', '\t']).into()));
+        Ok(self)
+    }
+
+    /// The fields added with [`with_header`](Self::with_header), in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (&**n, &**v))
+    }
+}
+
+/// RFC 9110 5.6.2 tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// What a protocol does with an HTTP request.
@@ -449,11 +529,11 @@ pub trait Protocol: 'static {
         _vhost: &mut Vhost<'_>,
         _req: &HttpRequest<'_>,
     ) -> HttpAnswer<Self::Session> {
-        HttpAnswer::Respond(HttpResponse {
-            status: 404,
-            content_type: "text/plain; charset=utf-8",
-            body: Bytes::from_static(b"not found\n"),
-        })
+        HttpAnswer::Respond(HttpResponse::new(
+            404,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"not found\n"),
+        ))
     }
 
     /// A piece of the request body (LWS_CALLBACK_HTTP_BODY).
@@ -472,11 +552,7 @@ pub trait Protocol: 'static {
         _vhost: &mut Vhost<'_>,
         _session: Self::Session,
     ) -> HttpResponse {
-        HttpResponse {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: Bytes::new(),
-        }
+        HttpResponse::new(200, "text/plain; charset=utf-8", Bytes::new())
     }
 
     /// The vhost is up (LWS_CALLBACK_PROTOCOL_INIT), once per worker, right after the
@@ -562,11 +638,7 @@ impl<P: Protocol> DynProtocol for P {
     fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse {
         match s.downcast::<P::Session>() {
             Ok(s) => Protocol::http_body_completion(self, vh, *s),
-            Err(_) => HttpResponse {
-                status: 500,
-                content_type: "text/plain",
-                body: Bytes::new(),
-            },
+            Err(_) => HttpResponse::new(500, "text/plain", Bytes::new()),
         }
     }
     fn init(&mut self, vh: &mut Vhost<'_>) {
@@ -669,5 +741,56 @@ impl Protocols {
 
     pub fn index(&self, name: &str) -> Option<u16> {
         self.names.iter().position(|n| *n == name).map(|i| i as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_fields_are_checked() {
+        let r = HttpResponse::new(405, "text/plain", "no")
+            .with_header("Allow", " GET, HEAD ")
+            .unwrap()
+            .with_header("X-Custom_1", "")
+            .unwrap();
+        assert_eq!(
+            r.headers().collect::<Vec<_>>(),
+            [("Allow", "GET, HEAD"), ("X-Custom_1", "")]
+        );
+        let refused = |name: &str, value: &str| {
+            HttpResponse::new(200, "text/plain", "")
+                .with_header(name, value)
+                .unwrap_err()
+        };
+        // Response splitting (RFC 9110 5.5).
+        for v in ["a\r\nSet-Cookie: x=1", "a\nb", "a\rb", "a\0b"] {
+            assert_eq!(
+                refused("X-A", v).why,
+                "the value holds CR, LF or NUL (RFC 9110 5.5)"
+            );
+        }
+        // Not a token (5.1).
+        for n in ["", "X A", "X:A", "X\r\nA", "é", "(x)"] {
+            assert_eq!(
+                refused(n, "v").why,
+                "the name is not a token (RFC 9110 5.1)"
+            );
+        }
+        // The server's own fields, whatever their case.
+        for n in [
+            "Content-Length",
+            "transfer-encoding",
+            "CONNECTION",
+            "Content-Type",
+            "Date",
+        ] {
+            assert_eq!(refused(n, "1").why, "the server writes this field itself");
+        }
+        assert_eq!(
+            refused("Server", "x").to_string(),
+            "response header \"Server\": the server writes this field itself"
+        );
     }
 }

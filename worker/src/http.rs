@@ -384,7 +384,10 @@ impl HttpConn {
     ) -> Option<Flow> {
         let now_unix = cx.app.now_unix;
         let http = cx.app.http.as_mut().expect("http state");
-        let headers: [(&[u8], &[u8]); 1] = [(b"Content-Type", resp.content_type.as_bytes())];
+        let headers: Vec<(&[u8], &[u8])> =
+            std::iter::once((&b"Content-Type"[..], resp.content_type.as_bytes()))
+                .chain(resp.headers().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+                .collect();
         let len = ResponseBody::Length(resp.body.len() as u64);
         cx.out
             .push(http.head(now_unix, resp.status, version, keep_alive, len, &headers));
@@ -637,11 +640,7 @@ impl Role for HttpConn {
                                 };
                                 p.http_body_completion(&mut vh, session)
                             }
-                            _ => HttpResponse {
-                                status: 500,
-                                content_type: "text/plain",
-                                body: Bytes::new(),
-                            },
+                            _ => HttpResponse::new(500, "text/plain", Bytes::new()),
                         };
                         if let Some(fl) =
                             self.write_callback_response(cx, cb.version, cb.keep_alive, false, resp)

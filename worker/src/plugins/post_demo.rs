@@ -16,8 +16,6 @@
 
 use std::fmt::Write as _;
 
-use bytes::Bytes;
-
 use super::form::{Field, FormError, Multipart, UrlEncoded, Value, multipart_boundary};
 use crate::api::{
     CbResult, Close, Conn, HttpAnswer, HttpRequest, HttpResponse, PluginInit, Protocol, Vhost,
@@ -92,11 +90,7 @@ pub fn body_kind(content_type: Option<&[u8]>) -> Result<BodyKind, (u16, &'static
 }
 
 fn page(status: u16, body: String) -> HttpResponse {
-    HttpResponse {
-        status,
-        content_type: HTML,
-        body: Bytes::from(body),
-    }
+    HttpResponse::new(status, HTML, body)
 }
 
 fn error_page(status: u16, why: &str) -> HttpResponse {
@@ -272,8 +266,12 @@ impl Protocol for PostDemo {
                     Err((status, why)) => HttpAnswer::Respond(error_page(status, why)),
                 }
             }
-            // RFC 9110 15.5.6 asks for an Allow header, which HttpResponse cannot carry.
-            _ => HttpAnswer::Respond(error_page(405, "use GET or POST")),
+            // RFC 9110 15.5.6: a 405 lists the methods the resource allows.
+            _ => HttpAnswer::Respond(
+                error_page(405, "use GET or POST")
+                    .with_header("Allow", "GET, HEAD, POST")
+                    .expect("a valid field"),
+            ),
         }
     }
 
