@@ -80,7 +80,7 @@ struct Common {
     #[arg(long)]
     src_ips: Option<u8>,
     /// First source address used is 127.0.0.(1 + offset): give each of several
-    /// lwsd-load processes its own.
+    /// lwsd-load processes its own (an offset alone means one address at least).
     #[arg(long, default_value_t = 0)]
     src_offset: u8,
 }
@@ -197,6 +197,9 @@ fn source_ips(c: &Common, addr: SocketAddr) -> Result<Vec<Ipv4Addr>, String> {
     let n = match c.src_ips {
         Some(n) => u64::from(n),
         None if loopback && c.conns as u64 > per_ip => (c.conns as u64).div_ceil(per_ip),
+        // An offset asks for this process's own addresses: one at least (without it
+        // several processes to one port share 127.0.0.1's ephemeral ports, and run out).
+        None if c.src_offset > 0 => 1,
         None => return Ok(vec![]),
     };
     if n == 0 {
@@ -513,6 +516,9 @@ mod tests {
         assert_eq!(ips[0], Ipv4Addr::new(127, 0, 0, 5));
         let c = common(&["--url", "ws://x/", "--src-ips", "2"]);
         assert_eq!(source_ips(&c, addr).unwrap().len(), 2);
+        // An offset alone still gives this process an address of its own.
+        let c = common(&["--url", "ws://x/", "--src-offset", "20"]);
+        assert_eq!(source_ips(&c, addr).unwrap(), [Ipv4Addr::new(127, 0, 0, 21)]);
         let v6: SocketAddr = "[::1]:7681".parse().unwrap();
         assert!(source_ips(&c, v6).is_err());
         let c = common(&[
