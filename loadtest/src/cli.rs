@@ -518,7 +518,10 @@ mod tests {
         assert_eq!(source_ips(&c, addr).unwrap().len(), 2);
         // An offset alone still gives this process an address of its own.
         let c = common(&["--url", "ws://x/", "--src-offset", "20"]);
-        assert_eq!(source_ips(&c, addr).unwrap(), [Ipv4Addr::new(127, 0, 0, 21)]);
+        assert_eq!(
+            source_ips(&c, addr).unwrap(),
+            [Ipv4Addr::new(127, 0, 0, 21)]
+        );
         let v6: SocketAddr = "[::1]:7681".parse().unwrap();
         assert!(source_ips(&c, v6).is_err());
         let c = common(&[
