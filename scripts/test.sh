@@ -11,6 +11,7 @@ bash scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"; cargo test --workspace
+echo "== cargo doc (broken intra-doc links fail)"; RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # The fuzz crates are outside the workspace (cargo-fuzz wants its own); checking them
 # keeps every named target present and compiling against today's API.
 echo "== fuzz targets compile"

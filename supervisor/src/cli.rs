@@ -28,7 +28,7 @@ pub struct Cli {
     #[arg(short = 'p', long, default_value_t = 7681, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Listen only on this address (default: 0.0.0.0 and [::], IPv6 socket v6-only).
+    /// Listen only on this address (default: `0.0.0.0` and `[::]`, IPv6 socket v6-only).
     #[arg(short = 'i', long = "interface", value_name = "ADDR")]
     pub interface: Option<IpAddr>,
 
