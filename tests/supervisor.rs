@@ -550,3 +550,127 @@ fn a_connection_reaches_a_worker_once_it_speaks() {
         l.terminate();
     }
 }
+
+/// Makes pidfd_getfd(2) fail with EPERM in the spawned lwsd and its workers, as a
+/// locked-down container's seccomp policy would.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn deny_pidfd_getfd(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq_else_allow = |k: u32, skip_to_allow: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: 0,
+        jf: skip_to_allow,
+        k,
+    };
+    // struct seccomp_data { int nr; __u32 arch; ... }: nr at 0, arch at 4.
+    let prog = [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+        jeq_else_allow(AUDIT_ARCH, 3),
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        jeq_else_allow(libc::SYS_pidfd_getfd as u32, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the child between fork and exec, allocates nothing and
+    // only makes two prctl(2) calls (async-signal-safe); the filter program it points
+    // the kernel at is the closure's own copy, alive for both calls (the kernel copies
+    // it in).
+    unsafe {
+        cmd.pre_exec(move || {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}
+
+/// Where pidfd_getfd is refused, `--fd-handoff auto` falls back to SCM_RIGHTS (the
+/// connection sits in the worker as an fd) and `--fd-handoff ring` refuses to start,
+/// naming the cause.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn without_pidfd_getfd_auto_falls_back_to_scm_and_ring_refuses() {
+    use std::io::Read;
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new(support::lwsd_bin());
+    cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-j", "1"])
+        .args(["--metrics-addr", "off", "--fd-handoff", "ring"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    deny_pidfd_getfd(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "ring mode started anyway"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--fd-handoff ring: pidfd_getfd"), "{err}");
+
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new(support::lwsd_bin());
+    cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-j", "1"])
+        .args(["--metrics-addr", "off", "--fd-handoff", "auto"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    deny_pidfd_getfd(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let lwsd = child.id();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t = Instant::now();
+    let c = loop {
+        if let Ok(mut c) = TcpStream::connect(addr).map(HttpConn::new)
+            && c.get("/", true).is_ok_and(|r| r.0 == 200)
+        {
+            break c;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "auto mode did not serve"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let workers = support::children(lwsd);
+    let client_port = c.stream().local_addr().unwrap().port();
+    let in_fds = in_fd_table(port, client_port, &workers);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(in_fds, "the connection came by SCM_RIGHTS, as an fd");
+}
