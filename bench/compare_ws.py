@@ -100,6 +100,19 @@ def errors_of(fig):
     return fig["error_count"] if fig else "?"
 
 
+def hold(a, srv, n, tmp, tag, extra=()):
+    """An lwsd-load opening `n` idle mirror connections at `a.ramp` and holding them."""
+    return Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
+                         "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
+                         "--duration", f"{int(n / a.ramp + 180)}s", *extra], tmp, tag)
+
+
+def stop_all(loads):
+    for ld in loads:
+        if ld.proc.poll() is None:
+            ld.finish(30, interrupt=True)
+
+
 def idle_memory(a, start, tmp):
     """RSS per connection over all `a.idle` connections of a fresh server, and the
     marginal figure over the second half alone (opened by a second client once the first
@@ -111,12 +124,9 @@ def idle_memory(a, start, tmp):
         before = rss_bytes(srv.pids())
         rss, est = [], []
         for i, n in enumerate((a.idle // 2, a.idle - a.idle // 2)):
-            ramp_s = n / a.ramp
-            ld = Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
-                               "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
-                               "--duration", f"{int(ramp_s + 120)}s"], tmp, f"idle{i}")
+            ld = hold(a, srv, n, tmp, f"idle{i}")
             loads.append(ld)
-            est.append(ld.wait_ready(ramp_s + 60))
+            est.append(ld.wait_ready(n / a.ramp + 60))
             time.sleep(1.0)  # let the server settle (lazy allocations, timers)
             rss.append(rss_bytes(srv.pids()))
         errs = [errors_of(ld.finish(30, interrupt=True)[0]) for ld in loads]
@@ -130,9 +140,7 @@ def idle_memory(a, start, tmp):
         return {"conns": total, "rss_before": before, "rss_mid": rss[0], "rss_after": after,
                 "bytes_per_conn": per, "marginal_bytes_per_conn": marginal, "errors": errs}
     finally:
-        for ld in loads:
-            if ld.proc.poll() is None:
-                ld.finish(30, interrupt=True)
+        stop_all(loads)
         srv.stop()
 
 
@@ -148,11 +156,8 @@ def capacity(a, start, tmp):
         t0 = time.time()
         while left > 0:
             n = min(PER_CLIENT, left)
-            ramp_s = n / a.ramp
-            loads.append(Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
-                                       "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
-                                       "--src-ips", "3", "--src-offset", str(100 + 10 * i),
-                                       "--duration", f"{int(ramp_s + 120)}s"], tmp, f"cap{i}"))
+            loads.append(hold(a, srv, n, tmp, f"cap{i}",
+                              ("--src-ips", "3", "--src-offset", str(100 + 10 * i))))
             left -= n
             i += 1
         est = sum(ld.wait_ready(a.capacity / a.ramp + 60) for ld in loads)
@@ -166,9 +171,7 @@ def capacity(a, start, tmp):
               f"client errors {errs}", file=sys.stderr)
         return {"wanted": a.capacity, "held": est, "bytes_per_conn": per, "errors": errs}
     finally:
-        for ld in loads:
-            if ld.proc.poll() is None:
-                ld.finish(30, interrupt=True)
+        stop_all(loads)
         srv.stop()
 
 
@@ -183,12 +186,9 @@ def setup_cost(a, start, tmp):
         prev_est = 0
         c_prev = c0
         for i, n in enumerate((first, total - first)):
-            ramp_s = n / a.ramp
-            ld = Load(a.load, ["ws", "--url", f"ws://127.0.0.1:{srv.port}/", "--protocol", MIRROR,
-                               "-c", str(n), "--ramp-rate", f"{a.ramp}/s", "--hold",
-                               "--duration", f"{int(ramp_s + 180)}s"], tmp, f"setup{i}")
+            ld = hold(a, srv, n, tmp, f"setup{i}")
             loads.append(ld)
-            est = ld.wait_ready(ramp_s + 60)
+            est = ld.wait_ready(n / a.ramp + 60)
             c = cpu_seconds(set(pids) | set(srv.pids()))
             # The server's CPU while merely holding them (timers, poll loops that scan
             # every connection): part of the step above too, for the ramp's duration.
@@ -210,9 +210,7 @@ def setup_cost(a, start, tmp):
                   f"client errors {errs}", file=sys.stderr)
         return steps
     finally:
-        for ld in loads:
-            if ld.proc.poll() is None:
-                ld.finish(30, interrupt=True)
+        stop_all(loads)
         srv.stop()
 
 
