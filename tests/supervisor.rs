@@ -614,15 +614,17 @@ fn deny_pidfd_getfd(cmd: &mut std::process::Command) {
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn without_pidfd_getfd_auto_falls_back_to_scm_and_ring_refuses() {
-    use std::io::Read;
-    let port = support::free_port();
-    let mut cmd = std::process::Command::new(support::lwsd_bin());
-    cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-j", "1"])
-        .args(["--metrics-addr", "off", "--fd-handoff", "ring"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    deny_pidfd_getfd(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
+    let spawn = |mode: &str, stderr: std::process::Stdio| {
+        let port = support::free_port();
+        let mut cmd = std::process::Command::new(support::lwsd_bin());
+        cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-j", "1"])
+            .args(["--metrics-addr", "off", "--fd-handoff", mode])
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr);
+        deny_pidfd_getfd(&mut cmd);
+        (cmd.spawn().unwrap(), port)
+    };
+    let (mut child, _) = spawn("ring", std::process::Stdio::piped());
     let t = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -634,24 +636,11 @@ fn without_pidfd_getfd_auto_falls_back_to_scm_and_ring_refuses() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("--fd-handoff ring: pidfd_getfd"), "{err}");
 
-    let port = support::free_port();
-    let mut cmd = std::process::Command::new(support::lwsd_bin());
-    cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-j", "1"])
-        .args(["--metrics-addr", "off", "--fd-handoff", "auto"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    deny_pidfd_getfd(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
+    let (mut child, port) = spawn("auto", std::process::Stdio::null());
     let lwsd = child.id();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let t = Instant::now();
@@ -673,4 +662,55 @@ fn without_pidfd_getfd_auto_falls_back_to_scm_and_ring_refuses() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(in_fds, "the connection came by SCM_RIGHTS, as an fd");
+}
+
+/// A log pipe whose reader went away (a crashed log collector, `lwsd | head`) must not
+/// take lwsd down: with every log level on and stderr a closed pipe, the supervisor and
+/// its workers keep serving, and SIGTERM still stops them cleanly.
+#[test]
+fn a_broken_stderr_pipe_does_not_stop_lwsd() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let port = support::free_port();
+    let mut child = std::process::Command::new(support::lwsd_bin())
+        .args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-j",
+            "2",
+            "-d",
+            "31",
+        ])
+        .args(["--metrics-addr", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t = Instant::now();
+    while http_get_tcp(addr, "/").is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "lwsd exited at start");
+        assert!(t.elapsed() < Duration::from_secs(10), "no answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // (With the old eprintln! logging, the first failed log write already ended it.)
+    for _ in 0..20 {
+        assert_eq!(http_get_tcp(addr, "/").unwrap().0, 200);
+    }
+    assert!(child.try_wait().unwrap().is_none(), "lwsd died");
+    signal(child.id(), libc::SIGTERM);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
 }

@@ -51,10 +51,10 @@ pub fn run_with(plugins: Vec<Plugin>) -> ExitCode {
         && !plugins.iter().any(|p| p.name == d.as_str())
     {
         let names: Vec<&str> = plugins.iter().map(|p| p.name).collect();
-        eprintln!(
+        lwsd_worker::stderr_line(format_args!(
             "lwsd: --ws-default {d}: no such protocol (have: {})",
             names.join(", ")
-        );
+        ));
         return ExitCode::from(2);
     }
     if let Some(index) = std::env::var_os(spawn::ENV_WORKER_INDEX) {

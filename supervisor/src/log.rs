@@ -1,7 +1,8 @@
 //! Plain stderr log lines, gated by lws' `-d` bitfield (1 err, 2 warn, 4 notice, 8 info,
-//! 16 debug). One `eprintln!` per line: stderr is unbuffered and a line is one write, so
-//! lines from the supervisor and its workers do not interleave mid-line. No logging
-//! crate: the supervisor logs a few lines per event, never per connection.
+//! 16 debug). Each line is one write ([`lwsd_worker::stderr_line`]), so lines from the
+//! supervisor and its workers do not interleave mid-line, and a broken stderr is ignored
+//! rather than fatal. No logging crate: the supervisor logs a few lines per event, never
+//! per connection.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -36,8 +37,12 @@ pub fn prefix(bit: u32) -> &'static str {
 macro_rules! log {
     ($bit:expr, $($arg:tt)*) => {
         if $crate::log::enabled($bit) {
-            eprintln!("lwsd[{}]: {}: {}", std::process::id(), $crate::log::prefix($bit),
-                      format_args!($($arg)*));
+            lwsd_worker::stderr_line(format_args!(
+                "lwsd[{}]: {}: {}",
+                std::process::id(),
+                $crate::log::prefix($bit),
+                format_args!($($arg)*)
+            ));
         }
     };
 }

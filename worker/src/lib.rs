@@ -37,6 +37,18 @@ pub fn log_enabled(level: u32) -> bool {
     LOG_LEVEL.load(Ordering::Relaxed) & level != 0
 }
 
+/// Writes one log line and its newline to stderr in a single write(2), ignoring errors.
+/// One write: the supervisor and its workers share the stream, and a pipe write of up to
+/// PIPE_BUF bytes is never split by another writer (`eprintln!` writes each formatted
+/// piece separately). Errors ignored: a closed or broken stderr (a log pipe whose reader
+/// went away) must not take the server down, and `eprintln!` panics on them.
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut s = line.to_string();
+    s.push('\n');
+    let _ = std::io::stderr().write_all(s.as_bytes());
+}
+
 /// Per-worker state every connection's role can reach through [`service::Cx`].
 pub struct App {
     pub config: config::WorkerConfig,

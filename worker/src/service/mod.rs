@@ -1427,6 +1427,6 @@ pub fn log(level: u32, msg: &str) {
             8 => "I",
             _ => "D",
         };
-        eprintln!("[lwsd {tag}] {msg}");
+        crate::stderr_line(format_args!("[lwsd {tag}] {msg}"));
     }
 }
