@@ -32,6 +32,23 @@ fn in_fd_table(server_port: u16, client_port: u16, workers: &[u32]) -> bool {
         .any(|&w| holds(w, &socks[0]) == Some(Held::Fd))
 }
 
+/// `lwsd -p PORT -i 127.0.0.1 --metrics-addr off ARGS`, stdout to /dev/null, for tests
+/// that spawn it themselves (to read its stderr, or to change its environment).
+fn lwsd_on(port: u16, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(support::lwsd_bin());
+    cmd.args([
+        "-p",
+        &port.to_string(),
+        "-i",
+        "127.0.0.1",
+        "--metrics-addr",
+        "off",
+    ])
+    .args(args)
+    .stdout(std::process::Stdio::null());
+    cmd
+}
+
 #[test]
 fn every_listener_answers_and_sigterm_cleans_up() {
     for mode in ["ring", "scm"] {
@@ -318,18 +335,7 @@ fn the_peer_address_travels_with_the_fd() {
 fn the_peer_address_travels_with_the_fd_with(mode: &str) {
     use std::io::{BufRead, BufReader, Write};
     let port = support::free_port();
-    let mut child = std::process::Command::new(support::lwsd_bin())
-        .args([
-            "-p",
-            &port.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-j",
-            "1",
-            "-d",
-            "31",
-        ])
-        .args(["--metrics-addr", "off", "--fd-handoff", mode])
+    let mut child = lwsd_on(port, &["-j", "1", "-d", "31", "--fd-handoff", mode])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -616,26 +622,14 @@ fn deny_pidfd_getfd(cmd: &mut std::process::Command) {
 fn without_pidfd_getfd_auto_falls_back_to_scm_and_ring_refuses() {
     let spawn = |mode: &str, stderr: std::process::Stdio| {
         let port = support::free_port();
-        let mut cmd = std::process::Command::new(support::lwsd_bin());
-        cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-j", "1"])
-            .args(["--metrics-addr", "off", "--fd-handoff", mode])
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr);
+        let mut cmd = lwsd_on(port, &["-j", "1", "--fd-handoff", mode]);
+        cmd.stderr(stderr);
         deny_pidfd_getfd(&mut cmd);
         (cmd.spawn().unwrap(), port)
     };
     let (mut child, _) = spawn("ring", std::process::Stdio::piped());
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "ring mode started anyway"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        support::wait_child(&mut child, Duration::from_secs(10)).expect("ring mode started anyway");
     let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("--fd-handoff ring: pidfd_getfd"), "{err}");
@@ -672,19 +666,7 @@ fn a_broken_stderr_pipe_does_not_stop_lwsd() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let port = support::free_port();
-    let mut child = std::process::Command::new(support::lwsd_bin())
-        .args([
-            "-p",
-            &port.to_string(),
-            "-i",
-            "127.0.0.1",
-            "-j",
-            "2",
-            "-d",
-            "31",
-        ])
-        .args(["--metrics-addr", "off"])
-        .stdout(std::process::Stdio::null())
+    let mut child = lwsd_on(port, &["-j", "2", "-d", "31"])
         .stderr(writer)
         .spawn()
         .unwrap();
@@ -701,16 +683,7 @@ fn a_broken_stderr_pipe_does_not_stop_lwsd() {
     }
     assert!(child.try_wait().unwrap().is_none(), "lwsd died");
     signal(child.id(), libc::SIGTERM);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        support::wait_child(&mut child, support::STOP_TIMEOUT).expect("no exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
 }

@@ -34,6 +34,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `child`'s exit status once it has exited, or `None` after `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return Some(st);
+        }
+        if t.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Starts of [`Lwsd::start`] whose lwsd exits before answering (a port taken meanwhile).
 pub const START_ATTEMPTS: usize = 3;
 
@@ -154,16 +168,7 @@ impl Lwsd {
 
     /// Waits (bounded) for the supervisor to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if t.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_child(&mut self.child, timeout)
     }
 
     /// SIGTERM, then the exit status (panics if it does not exit in [`STOP_TIMEOUT`]).
