@@ -11,6 +11,12 @@ bash scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"; cargo test --workspace
+# Every lwsd a test started (workers included) must be gone with it: a leftover holds
+# ports and CPU, and says a worker outlived its supervisor.
+sleep 1
+if left=$(pgrep -af "^$PWD/target/debug/lwsd( |$)"); then
+  echo "lwsd processes left behind by the tests:"; echo "$left"; exit 1
+fi
 echo "== cargo doc (broken intra-doc links fail)"; RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # The fuzz crates are outside the workspace (cargo-fuzz wants its own); checking them
 # keeps every named target present and compiling against today's API.

@@ -182,11 +182,15 @@ impl Lwsd {
 impl Drop for Lwsd {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            for w in self.worker_pids() {
-                signal(w, libc::SIGKILL);
-            }
+            // The supervisor first: killed workers first, it would start new ones in the
+            // moment before its own end, and those would outlive the test (a worker
+            // also exits on its own once its control socket is gone).
+            let workers = self.worker_pids();
             let _ = self.child.kill();
             let _ = self.child.wait();
+            for w in workers {
+                signal(w, libc::SIGKILL);
+            }
         }
     }
 }

@@ -298,3 +298,42 @@ fn a_role_closing_on_a_recvs_last_completion() {
         assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
     }
 }
+
+/// A control socket as the supervisor leaves it: `peer_end` closed, with or without a
+/// packet of the worker's unread in it.
+fn orphaned_control(unread_packet: bool) -> OwnedFd {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    let (worker_end, peer_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .unwrap();
+    if unread_packet {
+        // The worker's Hello (or a stats snapshot) still queued when the supervisor dies.
+        lwsd_proto::send(std::os::fd::AsFd::as_fd(&worker_end), b"hello", &[]).unwrap();
+    }
+    drop(peer_end);
+    worker_end
+}
+
+/// A worker whose supervisor is gone exits, whichever way the socket reports it: EOF,
+/// or (the supervisor died with a packet of ours unread) ECONNRESET once and then no
+/// further wake-up of the poll. Before the reset was handled, such a worker stayed up
+/// for ever, sending its stats into EPIPE every 250 ms.
+#[test]
+fn a_worker_exits_when_its_supervisor_is_gone() {
+    for unread_packet in [false, true] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut l = new_loop();
+            l.set_control(orphaned_control(unread_packet));
+            let _ = tx.send(l.run().map_err(|e| e.to_string()));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("loop still running (unread packet: {unread_packet})"));
+        assert_eq!(r, Ok(()));
+    }
+}

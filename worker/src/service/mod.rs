@@ -1278,15 +1278,22 @@ impl Loop {
             let n = match lwsd_proto::recv(fd.as_fd(), &mut buf, &mut fds) {
                 Ok(Some(n)) => n,
                 Ok(None) => {
-                    // The supervisor is gone: nobody will hand us work or collect stats.
-                    self.control = None;
-                    self.stop = true;
+                    self.supervisor_gone("closed");
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+                // A packet too long or with too many fds: dropped (its fds closed), the
+                // next one is read.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     log(1, &format!("control socket: {e}"));
+                    continue;
+                }
+                // ECONNRESET: the supervisor died with packets of ours unread (unix(7)
+                // seqpacket: the survivor reads the reset once, then EOF, and its poll
+                // is not woken again). Any other error leaves the socket as unusable.
+                Err(e) => {
+                    self.supervisor_gone(&e.to_string());
                     return;
                 }
             };
@@ -1334,8 +1341,30 @@ impl Loop {
             .is_ok()
         {
             // Non-blocking: if the supervisor is slow the snapshot is simply skipped.
-            let _ = lwsd_proto::send(fd.as_fd(), &buf, &[]);
+            match lwsd_proto::send(fd.as_fd(), &buf, &[]) {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+                    ) =>
+                {
+                    self.supervisor_gone(&e.to_string());
+                }
+                _ => {}
+            }
         }
+    }
+
+    /// The supervisor is gone (its end of the control socket closed, or it died with
+    /// our packets unread): nobody will hand this worker work, relay its bus messages or
+    /// collect its figures, and a new supervisor starts workers of its own. Stop now.
+    fn supervisor_gone(&mut self, why: &str) {
+        log(
+            2,
+            &format!("control socket {why}: the supervisor is gone, exiting"),
+        );
+        self.control = None;
+        self.stop = true;
     }
 }
 
