@@ -1,6 +1,18 @@
 #!/usr/bin/env python3
-"""Side-by-side WebSocket benchmark: lwsd (-j 1 and -j 2) and Debian's
-libwebsockets-test-server, in one sitting, with lwsd-load as the client.
+"""Side-by-side WebSocket benchmark: lwsd (-j 1 and -j 2), Debian's
+libwebsockets-test-server and the floor (bench/src/bin/floor.rs), in one sitting, with
+lwsd-load as the client.
+
+The floor (`lwsd-floor PORT FILE --defer-accept 1`, built with cargo when its binary is
+missing) is a minimal single-threaded io_uring server that accepts in-process, answers
+the upgrade with lwsd's own 101 head (echoing the first protocol offered) and then holds
+the connection idle, discarding what it receives: the least that accepting and holding a
+WebSocket costs, with the same TCP_DEFER_ACCEPT setting as lwsd's default. lwsd's figures
+include its supervisor accepting each connection and handing it to a worker process. The
+floor is no WebSocket implementation, so it runs the idle and setup tests only (fan-out
+and capacity need the mirror protocol), and it never answers the client's Close: the
+"no Close reply in time" error each of its connections ends with when lwsd-load stops
+(after the figures are taken) is left out of its error counts.
 
 For each server (started fresh for each measurement, with `ulimit -n 20000`):
   1. idle memory per connection: RSS of all the server's processes (supervisor and
@@ -29,10 +41,12 @@ For each server (started fresh for each measurement, with `ulimit -n 20000`):
   4. capacity (`--tests capacity`, not in the default set): `--capacity` idle
      connections held at once, over as many client processes as the fd limit needs.
 
-Then a markdown table with the ratios lwsd / libwebsockets (below 1: lwsd uses less).
+Then a markdown table with the ratios lwsd / libwebsockets and lwsd / floor (below 1:
+lwsd uses less).
 
 Usage: bench/compare_ws.py [--lwsd target/release/lwsd] [--load target/release/lwsd-load]
-       [--jobs 1,2] [--handoffs auto,scm] [--only libwebsockets,lwsd-j1,lwsd-j2] [--idle 10000]
+       [--floor target/release/lwsd-floor] [--jobs 1,2] [--handoffs auto,scm]
+       [--only libwebsockets,floor,lwsd-j1,lwsd-j2] [--idle 10000]
        [--setup 5000,15000] [--fanout-clients 1000] [--fanout-rates 200,2000,20000] [--fanout-secs 10]
        [--tests idle,setup,fanout,capacity] [--capacity 51000]
 Every run is bounded in time and count, and talks to 127.0.0.1 only.
@@ -47,12 +61,18 @@ import sys
 import tempfile
 import time
 
+from compare_http import ensure_floor
 from procstat import Server, cpu_seconds, rss_bytes
 
 FD_LIMIT = 20000
 MIRROR = "lws-mirror-protocol"
 # Connections per lwsd-load process in the capacity test (its fd limit is FD_LIMIT).
 PER_CLIENT = 17000
+# The floor only answers the upgrade and holds the connection: no mirror protocol.
+FLOOR_TESTS = ("idle", "setup")
+# The floor reads nothing after the 101, so when lwsd-load stops, each of its connections
+# waits for a Close reply in vain and ends with this error: not counted for the floor.
+FLOOR_CLOSE_ERROR = "close: no Close reply in time"
 
 
 class Load:
@@ -96,8 +116,15 @@ class Load:
         return fig, out
 
 
-def errors_of(fig):
-    return fig["error_count"] if fig else "?"
+def errors_of(fig, srv=None):
+    """The client's error count; for the floor, without the unanswered closes
+    (FLOOR_CLOSE_ERROR), which every one of its connections ends with."""
+    if not fig:
+        return "?"
+    n = fig["error_count"]
+    if srv is not None and srv.name == "floor":
+        n -= fig.get("errors", {}).get(FLOOR_CLOSE_ERROR, 0)
+    return n
 
 
 def hold(a, srv, n, tmp, tag, extra=()):
@@ -129,7 +156,7 @@ def idle_memory(a, start, tmp):
             est.append(ld.wait_ready(n / a.ramp + 60))
             time.sleep(1.0)  # let the server settle (lazy allocations, timers)
             rss.append(rss_bytes(srv.pids()))
-        errs = [errors_of(ld.finish(30, interrupt=True)[0]) for ld in loads]
+        errs = [errors_of(ld.finish(30, interrupt=True)[0], srv) for ld in loads]
         total = sum(est)
         after = rss[-1]
         per = (after - before) / total if total else float("nan")
@@ -202,7 +229,7 @@ def setup_cost(a, start, tmp):
         errs = []
         for ld in loads:
             fig, _ = ld.finish(30, interrupt=True)
-            errs.append(errors_of(fig))
+            errs.append(errors_of(fig, srv))
         for s in steps:
             s["errors"] = errs
             print(f"{srv.name:14} setup {s['from']}->{s['to']}: {s['cpu_s'] * 1e3:.0f} ms CPU, "
@@ -252,10 +279,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lwsd", default="target/release/lwsd")
     ap.add_argument("--load", default="target/release/lwsd-load")
+    ap.add_argument("--floor", default="target/release/lwsd-floor",
+                    help="the floor (built with cargo when missing)")
     ap.add_argument("--jobs", default="1,2", help="lwsd -j variants to run")
     ap.add_argument("--handoffs", default="auto",
                     help="lwsd --fd-handoff variants (auto,ring,scm); non-auto ones are named lwsd-jN-MODE")
-    ap.add_argument("--only", default="", help="comma list of: libwebsockets, lwsd-j1, lwsd-j2")
+    ap.add_argument("--only", default="", help="comma list of: libwebsockets, floor, lwsd-j1, lwsd-j2")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
     ap.add_argument("--setup", default="5000,15000", help="A,B: set-up cost for 0->A and A->B")
     ap.add_argument("--idle-window", type=float, default=3.0,
@@ -291,15 +320,29 @@ def main():
     servers.append(("libwebsockets", 7829, lambda: Server(
         "libwebsockets", ["libwebsockets-test-server", "-p", "7829"], 7829,
         settle=0.5, fd_limit=FD_LIMIT)))
+    tmp = tempfile.mkdtemp(prefix="lwsd-wsbench-")
+    # The floor serves one file to plain GETs; nothing here asks for it.
+    floor_file = os.path.join(tmp, "floor-file")
+    with open(floor_file, "w") as f:
+        f.write("x")
+
+    def start_floor():
+        ensure_floor(a.floor)
+        return Server("floor", [a.floor, "7828", floor_file, "--defer-accept", "1"], 7828,
+                      settle=0.5, fd_limit=FD_LIMIT)
+
+    servers.append(("floor", 7828, start_floor))
     only = set(filter(None, a.only.split(",")))
     if only:
         servers = [s for s in servers if s[0] in only]
     tests = a.tests.split(",")
-    tmp = tempfile.mkdtemp(prefix="lwsd-wsbench-")
     res = {}
     for name, _, start in servers:
         res[name] = {}
         for t in tests:
+            if name == "floor" and t not in FLOOR_TESTS:
+                print(f"# floor {t}: not run (the floor has no mirror protocol)", file=sys.stderr)
+                continue
             try:
                 fn = {"idle": idle_memory, "setup": setup_cost, "fanout": fanout, "capacity": capacity}[t]
                 res[name][t] = fn(a, start, tmp)
@@ -307,8 +350,10 @@ def main():
                 print(f"# {name} {t}: not run ({e})", file=sys.stderr)
 
     names = [s[0] for s in servers]
-    ref = "libwebsockets"
-    others = [n for n in names if n != ref] if ref in names else []
+    # Ratio columns: each lwsd variant against libwebsockets and against the floor.
+    lwsds = [n for n in names if n.startswith("lwsd")]
+    refs = [r for r in ("libwebsockets", "floor") if r in names]
+    ratio_cols = [(o, r) for r in refs for o in lwsds]
     rows = []
 
     def get(n, t, f):
@@ -347,18 +392,17 @@ def main():
         rows.append((f"fan-out delivery latency p99 (µs) ({at})",
                      lambda n, k=k: get(n, "fanout", lambda v: v[k]["p99_us"]), "{:.0f}"))
 
-    head = "| measure | " + " | ".join(names) + "".join(f" | {o} / {ref}" for o in others) + " |"
+    head = "| measure | " + " | ".join(names) + "".join(f" | {o} / {r}" for o, r in ratio_cols) + " |"
     print()
     print(head)
-    print("|---" * (1 + len(names) + len(others)) + "|")
+    print("|---" * (1 + len(names) + len(ratio_cols)) + "|")
     for label, f, fmt in rows:
         vals = [f(n) for n in names]
         cells = [fmt.format(v) if v is not None else "-" for v in vals]
-        r = f(ref) if ref in names else None
         ratios = []
-        for o in others:
-            v = f(o)
-            ratios.append(f"{v / r:.2f}" if v is not None and r else "-")
+        for o, r in ratio_cols:
+            v, rv = f(o), f(r)
+            ratios.append(f"{v / rv:.2f}" if v is not None and rv else "-")
         print(f"| {label} | " + " | ".join(cells) + "".join(f" | {x}" for x in ratios) + " |")
     print()
     print("RSS excludes kernel socket buffers and TCP state (the same for every server); "

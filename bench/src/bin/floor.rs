@@ -1,5 +1,5 @@
-//! `lwsd-floor PORT FILE`: the floor of HTTP/1.1 CPU per request, a benchmark reference,
-//! not a server.
+//! `lwsd-floor PORT FILE [--defer-accept SECS]`: the floor of HTTP/1.1 CPU per request
+//! and of WebSocket connection set-up, a benchmark reference, not a server.
 //!
 //! It reproduces the first line of `shared/anchors.md` ("minimal io_uring responder
 //! (multishot recv, buffer ring, httparse, fixed answer): the floor", 5.40 µs of server
@@ -24,6 +24,25 @@
 //! The Date is the start time, never refreshed (lwsd's date cache costs one compare per
 //! request while the second does not change).
 //!
+//! WebSocket set-up (`bench/compare_ws.py`, column `lwsd / floor`): a GET/HTTP/1.1 request
+//! with `Upgrade: websocket`, a `Connection` naming `upgrade` (tokens, any case) and a
+//! `Sec-WebSocket-Key` gets lwsd's own 101 head
+//! ([`server_response_head`](lwsd_worker::roles::ws::handshake::server_response_head):
+//! Upgrade, Connection, Sec-WebSocket-Accept, and Sec-WebSocket-Protocol naming the first
+//! protocol the client offered, if any; no extension is ever accepted), after any
+//! answers owed to requests before it. The 101 is built per connection in a small heap
+//! buffer freed once sent. From then on the connection is idle: its multishot recv stays
+//! armed and everything received is discarded unread; EOF or an error closes it. This is
+//! not a WebSocket implementation (no frames are parsed or sent, no close handshake, no
+//! pings, the key's form and `Sec-WebSocket-Version` are not checked): it is what
+//! accepting a WebSocket and holding it idle costs at the least, in CPU and in memory
+//! per connection (one 64-byte [`Conn`] slot plus the kernel's socket), for comparing
+//! with lwsd's supervisor-accepts-and-hands-off path.
+//!
+//! `--defer-accept SECS` sets TCP_DEFER_ACCEPT on the listener (0: off, the default), as
+//! lwsd's supervisor does with 1 s unless told otherwise: a connection is accepted once
+//! its first bytes arrive, so measure both servers with the same setting.
+//!
 //! Not a server: any method and path get the file; request bodies are not read (a
 //! request with a body is misparsed); no timeouts, no error statuses (bad input closes
 //! the connection), no connection limit. The only bound is the one that keeps memory
@@ -39,6 +58,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use lwsd_worker::mount::file::validators::file_etag;
 use lwsd_worker::mount::mime::mime_for;
 use lwsd_worker::roles::h1::fmt_http_date;
+use lwsd_worker::roles::ws::handshake::{accept_key, server_response_head};
 use lwsd_worker::service::bufring::BufRing;
 
 /// Submission queue entries; the completion queue is 4× this (lwsd's worker default).
@@ -122,6 +142,21 @@ impl Answers {
     }
 }
 
+/// Where a connection stands with WebSocket. One byte: it fits in `Conn`'s padding.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Ws {
+    /// Plain HTTP/1.1: requests are parsed and answered.
+    #[default]
+    Http,
+    /// Upgraded: the 101 (in `Conn::partial`) leaves once the `owed` answers are out.
+    Owed,
+    /// The 101's send is in flight: `Conn::out` indexes `Conn::partial`.
+    Sending,
+    /// The 101 is out (or can no longer be sent) and its buffer freed: the connection is
+    /// held idle and what it receives is discarded.
+    Idle,
+}
+
 /// One connection.
 #[derive(Default)]
 struct Conn {
@@ -139,9 +174,14 @@ struct Conn {
     close_after: bool,
     /// No more requests are read; the socket closes once the output is out.
     closing: bool,
-    /// The part of the answer block the current send has not sent yet.
+    /// WebSocket state; anything but `Http`: input is discarded.
+    ws: Ws,
+    /// The part of the current send's buffer not sent yet: of the answer block, or of
+    /// `partial` while `ws` is `Sending`.
     out: (usize, usize),
-    /// A request head cut by the end of a recv (at most `MAX_PARTIAL` bytes).
+    /// A request head cut by the end of a recv (at most `MAX_PARTIAL` bytes); once the
+    /// connection is upgraded, the 101 answer instead, freed when its send completes (its
+    /// heap buffer is neither written nor freed while that send is in flight).
     partial: Vec<u8>,
 }
 
@@ -183,8 +223,12 @@ impl Floor {
         // SAFETY: no entry points at memory that can move or be freed before its
         // completion: recv ops use the provided buffer ring (`self.bufs`, dropped after
         // the ring); sends point into `self.answers.block`, a boxed slice never changed
-        // nor dropped while the ring lives; accept, listen, cancel and close carry no
-        // pointers.
+        // nor dropped while the ring lives, or into a connection's 101 (the heap buffer
+        // of `Conn::partial`, which does not move when `conns` grows, and which nothing
+        // writes, reallocates or frees while `ws` is `Sending`: `parse` returns at once
+        // in WebSocket mode, `on_send` frees it only after that send's completion, and
+        // the slot is not closed or reused while a send is in flight); accept, listen,
+        // cancel and close carry no pointers.
         unsafe {
             while self.ring.submission().push(&e).is_err() {
                 // The queue is full: hand what is queued to the kernel and retry.
@@ -342,6 +386,11 @@ impl Floor {
             if res < 0 {
                 c.owed = 0;
                 c.close_after = false;
+                if c.ws == Ws::Owed {
+                    // Not handed to a send yet, so it can go now.
+                    c.ws = Ws::Idle;
+                    c.partial = Vec::new();
+                }
             }
         }
         let c = &self.conns[slot as usize];
@@ -360,8 +409,19 @@ impl Floor {
             c.owed = 0;
             c.close_after = false;
             c.closing = true;
+            if c.ws != Ws::Http {
+                // No send is in flight now: a 101 not yet out is dropped.
+                c.ws = Ws::Idle;
+                c.partial = Vec::new();
+            }
         } else {
             c.out.0 += res as usize;
+            if c.ws == Ws::Sending && c.out.0 >= c.out.1 {
+                // The 101 is out: an idle connection keeps no buffer.
+                c.ws = Ws::Idle;
+                c.partial = Vec::new();
+                c.out = (0, 0);
+            }
         }
         self.mark(slot);
     }
@@ -385,13 +445,16 @@ impl Floor {
             return;
         }
         if c.out.0 >= c.out.1 {
-            if c.owed == 0 && !c.close_after {
+            if c.owed == 0 && c.ws == Ws::Owed {
+                // The answers to the requests before the upgrade are out: the 101.
+                c.ws = Ws::Sending;
+                c.out = (0, c.partial.len());
+            } else if c.owed == 0 && !c.close_after {
                 if c.closing {
                     self.close(slot);
                 }
                 return;
-            }
-            if c.close_after && c.owed <= MAX_BATCH {
+            } else if c.close_after && c.owed <= MAX_BATCH {
                 c.out = ((MAX_BATCH - c.owed) * ka, total);
                 c.owed = 0;
                 c.close_after = false;
@@ -403,7 +466,11 @@ impl Floor {
         }
         c.send_inflight = true;
         let (from, to) = c.out;
-        let buf = &self.answers.block[from..to];
+        let buf = if c.ws == Ws::Sending {
+            &c.partial[from..to]
+        } else {
+            &self.answers.block[from..to]
+        };
         let e = opcode::Send::new(types::Fd(c.fd), buf.as_ptr(), buf.len() as u32)
             .build()
             .user_data(token(OP_SEND, slot, c.generation));
@@ -437,8 +504,13 @@ impl Floor {
 
 /// Finds the complete requests in `data` (after any head kept from the last recv) and
 /// counts the answers they are owed. What is kept between recvs never exceeds
-/// [`MAX_PARTIAL`]; while joining, the buffer holds at most that plus one recv.
+/// [`MAX_PARTIAL`]; while joining, the buffer holds at most that plus one recv. Once a
+/// request upgraded the connection, `partial` holds its 101 and everything received
+/// (the rest of that recv included) is discarded.
 fn parse(c: &mut Conn, data: &[u8]) {
+    if c.ws != Ws::Http {
+        return;
+    }
     if c.partial.is_empty() {
         let used = parse_requests(c, data);
         let rest = data.get(used..).unwrap_or_default();
@@ -453,6 +525,10 @@ fn parse(c: &mut Conn, data: &[u8]) {
         let mut buf = std::mem::take(&mut c.partial);
         buf.extend_from_slice(data);
         let used = parse_requests(c, &buf);
+        if c.ws != Ws::Http {
+            // `c.partial` is the 101 now; the joined bytes are dropped.
+            return;
+        }
         buf.drain(..used.min(buf.len()));
         if c.closing || buf.len() > MAX_PARTIAL {
             c.closing = true;
@@ -462,7 +538,8 @@ fn parse(c: &mut Conn, data: &[u8]) {
     }
 }
 
-/// Parses requests from `buf` until it ends or one asks to close; returns the bytes used.
+/// Parses requests from `buf` until it ends or one asks to close or upgrades; returns the
+/// bytes used.
 fn parse_requests(c: &mut Conn, buf: &[u8]) -> usize {
     let mut off = 0;
     while let Some(rest) = buf.get(off..).filter(|r| !r.is_empty()) {
@@ -471,6 +548,12 @@ fn parse_requests(c: &mut Conn, buf: &[u8]) -> usize {
         match req.parse(rest) {
             Ok(httparse::Status::Complete(n)) => {
                 off += n;
+                if let Some(head) = upgrade_answer(&req) {
+                    // What follows is WebSocket frames: not read.
+                    c.partial = head;
+                    c.ws = Ws::Owed;
+                    return buf.len();
+                }
                 if wants_close(&req) {
                     // RFC 9112 9.6: the answer says `Connection: close`, then we close;
                     // whatever follows is not read.
@@ -497,25 +580,112 @@ fn wants_close(req: &httparse::Request<'_, '_>) -> bool {
     if req.version == Some(0) {
         return true;
     }
-    req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("connection")
-            && h.value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection") && has_token(h.value, b"close"))
+}
+
+/// The comma-separated elements of a list header (RFC 9110 5.6.1), trimmed, empty ones
+/// skipped.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+fn has_token(v: &[u8], tok: &[u8]) -> bool {
+    tokens(v).any(|t| t.eq_ignore_ascii_case(tok))
+}
+
+/// The 101 answer to a WebSocket upgrade (RFC 6455 4.2.1, as far as the floor checks:
+/// GET, HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`, a non-empty
+/// `Sec-WebSocket-Key`), or None for any other request. lwsd's own head, so the bytes
+/// match lwsd's answer to lwsd-load (which offers no extension); the protocol echoed
+/// is the first one offered (lwsd picks the first it serves).
+fn upgrade_answer(req: &httparse::Request<'_, '_>) -> Option<Vec<u8>> {
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let (mut upgrade, mut connection) = (false, false);
+    let mut key: Option<&[u8]> = None;
+    let mut protocol: Option<&[u8]> = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade |= has_token(h.value, b"websocket");
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection |= has_token(h.value, b"upgrade");
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+            key = key.or(Some(h.value.trim_ascii()));
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            protocol = protocol.or_else(|| tokens(h.value).next());
+        }
+    }
+    let key = key.filter(|k| !k.is_empty())?;
+    if !(upgrade && connection) {
+        return None;
+    }
+    // httparse allows no CR or LF in a value; a non-UTF-8 name is not echoed.
+    let protocol = protocol.and_then(|p| std::str::from_utf8(p).ok());
+    Some(server_response_head(&accept_key(key), protocol, None))
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn main() {
-    let args: Vec<String> = env::args().collect();
-    let (Some(port), Some(path)) = (args.get(1).and_then(|p| p.parse::<u16>().ok()), args.get(2))
-    else {
-        eprintln!("usage: lwsd-floor PORT FILE");
-        process::exit(2);
+const USAGE: &str = "usage: lwsd-floor PORT FILE [--defer-accept SECS]";
+
+/// The command line after the program name: PORT, FILE, then optionally
+/// `--defer-accept SECS` (0: off, the default).
+fn parse_args(args: &[String]) -> Result<(u16, &str, u32), String> {
+    let (Some(port), Some(path)) = (args.first(), args.get(1)) else {
+        return Err(USAGE.to_string());
     };
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("lwsd-floor: bad PORT {port:?}\n{USAGE}"))?;
+    let defer = match &args[2..] {
+        [] => 0,
+        [flag, secs] if flag == "--defer-accept" => secs.parse::<u32>().map_err(|_| {
+            format!("lwsd-floor: --defer-accept wants whole seconds, not {secs:?}\n{USAGE}")
+        })?,
+        [flag] if flag == "--defer-accept" => {
+            return Err(format!("lwsd-floor: --defer-accept needs SECS\n{USAGE}"));
+        }
+        [other, ..] => return Err(format!("lwsd-floor: unexpected {other:?}\n{USAGE}")),
+    };
+    Ok((port, path, defer))
+}
+
+/// TCP_DEFER_ACCEPT (tcp(7)) on the listener, as lwsd's supervisor sets it
+/// (`supervisor/src/listen.rs`): a connection is queued for accept once its first bytes
+/// arrive, or after `secs` (and a SYN-ACK retransmission) without any.
+fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the fd is the listener's, open while `listener` is borrowed; setsockopt
+    // reads `size_of::<c_int>()` bytes from `secs`, a live c_int on this stack.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (port, path, defer_secs) = parse_args(&args).unwrap_or_else(|msg| {
+        eprintln!("{msg}");
+        process::exit(2);
+    });
     let fail = |what: &str, e: io::Error| -> ! {
         eprintln!("lwsd-floor: {what}: {e}");
         process::exit(1);
@@ -529,6 +699,9 @@ fn main() {
     // std sets SO_REUSEADDR on Unix listeners; the backlog is raised by a ring Listen op.
     let listener = TcpListener::bind(("127.0.0.1", port))
         .unwrap_or_else(|e| fail(&format!("bind 127.0.0.1:{port}"), e));
+    if defer_secs > 0 {
+        defer_accept(&listener, defer_secs).unwrap_or_else(|e| fail("TCP_DEFER_ACCEPT", e));
+    }
     let mut floor = Floor::new(listener, answers).unwrap_or_else(|e| fail("io_uring setup", e));
     if let Err(e) = floor.run() {
         fail("io_uring", e);
@@ -621,5 +794,221 @@ mod tests {
         }
         assert!(c.partial.len() <= MAX_PARTIAL);
         assert_eq!(c.owed, 0);
+    }
+
+    /// RFC 6455 section 1.3's example handshake.
+    const RFC_UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\n\
+        Upgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    const RFC_101: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+    #[test]
+    fn upgrade_gets_101_with_rfc_accept_key() {
+        let mut c = Conn::default();
+        parse(&mut c, RFC_UPGRADE);
+        assert_eq!(c.ws, Ws::Owed);
+        assert_eq!(c.partial, RFC_101);
+        assert_eq!((c.owed, c.close_after, c.closing), (0, false, false));
+        // Tokens in any case, among others, and lwsd's own bytes.
+        let mut c = Conn::default();
+        parse(
+            &mut c,
+            b"GET / HTTP/1.1\r\nUPGRADE: WebSocket\r\nconnection: keep-alive, upgrade\r\n\
+              sec-websocket-key:  dGhlIHNhbXBsZSBub25jZQ== \r\n\r\n",
+        );
+        assert_eq!(c.ws, Ws::Owed);
+        assert_eq!(c.partial, RFC_101);
+        let lwsd = server_response_head(&accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), None, None);
+        assert_eq!(c.partial, lwsd);
+    }
+
+    #[test]
+    fn upgrade_echoes_first_offered_protocol() {
+        let req = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+            Sec-WebSocket-Protocol: lws-mirror-protocol, chat\r\n\
+            Sec-WebSocket-Protocol: superchat\r\n\r\n";
+        let mut c = Conn::default();
+        parse(&mut c, req);
+        assert_eq!(c.ws, Ws::Owed);
+        let want = server_response_head(
+            &accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            Some("lws-mirror-protocol"),
+            None,
+        );
+        assert_eq!(c.partial, want);
+        let text = std::str::from_utf8(&c.partial).unwrap();
+        assert!(text.ends_with(
+            "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Sec-WebSocket-Protocol: lws-mirror-protocol\r\n\r\n"
+        ));
+        assert!(!text.contains("chat"));
+    }
+
+    #[test]
+    fn request_without_upgrade_answered_as_before() {
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        let not_upgrades = [
+            format!("GET / HTTP/1.1\r\nConnection: Upgrade\r\n{key}\r\n"),
+            format!("GET / HTTP/1.1\r\nUpgrade: websocket\r\n{key}\r\n"),
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".into(),
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: \r\n\r\n"
+                .into(),
+            format!("GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n{key}\r\n"),
+            format!("GET / HTTP/1.1\r\nUpgrade: websocketx\r\nConnection: Upgrades\r\n{key}\r\n"),
+            format!("POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{key}\r\n"),
+        ];
+        for req in &not_upgrades {
+            let mut c = Conn::default();
+            parse(&mut c, req.repeat(2).as_bytes());
+            assert_eq!((c.ws, c.owed, c.closing), (Ws::Http, 2, false), "{req}");
+            assert!(c.partial.is_empty());
+        }
+        // HTTP/1.0 with the upgrade headers: the closing answer, as before.
+        let mut c = Conn::default();
+        parse(
+            &mut c,
+            format!("GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{key}\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(
+            (c.ws, c.owed, c.close_after, c.closing),
+            (Ws::Http, 0, true, true)
+        );
+    }
+
+    #[test]
+    fn data_after_101_discarded_and_bounded() {
+        // Requests before the upgrade are answered first; the frames after it in the same
+        // recv, and every later recv, are dropped: nothing is kept but the 101.
+        let mut c = Conn::default();
+        let mut first = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n".to_vec();
+        first.extend_from_slice(RFC_UPGRADE);
+        first.extend_from_slice(
+            b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58GET / HTTP/1.1\r\n\r\n",
+        );
+        parse(&mut c, &first);
+        assert_eq!((c.ws, c.owed, c.closing), (Ws::Owed, 2, false));
+        assert_eq!(c.partial, RFC_101);
+        let chunk = vec![0x82u8; BUF_SIZE as usize];
+        for _ in 0..1000 {
+            parse(&mut c, &chunk);
+            parse(&mut c, b"GET / HTTP/1.1\r\n\r\n");
+        }
+        assert_eq!(
+            (c.ws, c.owed, c.close_after, c.closing),
+            (Ws::Owed, 2, false, false)
+        );
+        assert_eq!(c.partial, RFC_101);
+        // An upgrade head cut by a recv boundary: joined, answered, the rest dropped.
+        let mut c = Conn::default();
+        parse(&mut c, &RFC_UPGRADE[..40]);
+        assert_eq!(c.partial.len(), 40);
+        let mut rest = RFC_UPGRADE[40..].to_vec();
+        rest.extend_from_slice(&chunk);
+        parse(&mut c, &rest);
+        assert_eq!((c.ws, c.owed, c.closing), (Ws::Owed, 0, false));
+        assert_eq!(c.partial, RFC_101);
+        // Once idle (101 sent, buffer freed) nothing is kept either.
+        c.ws = Ws::Idle;
+        c.partial = Vec::new();
+        parse(&mut c, &chunk);
+        assert_eq!((c.partial.capacity(), c.owed, c.closing), (0, 0, false));
+    }
+
+    #[test]
+    fn conn_stays_small() {
+        // The idle-memory comparison counts this per connection: 64 bytes before the
+        // WebSocket mode too (`Ws` sits in the padding).
+        assert!(
+            std::mem::size_of::<Conn>() <= 64,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+    }
+
+    #[test]
+    fn command_line() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(parse_args(&args("7950 f")), Ok((7950, "f", 0)));
+        assert_eq!(
+            parse_args(&args("7950 f --defer-accept 1")),
+            Ok((7950, "f", 1))
+        );
+        for bad in [
+            "7950",
+            "x f",
+            "7950 f --defer-accept",
+            "7950 f --defer-accept -1",
+            "7950 f --defer 1",
+            "7950 f --defer-accept 1 x",
+        ] {
+            let e = parse_args(&args(bad)).unwrap_err();
+            assert!(e.ends_with(USAGE), "{bad}: {e}");
+        }
+    }
+
+    /// The whole loop over loopback: keep-alive answers, then the 101 after them on the
+    /// same connection, input after it ignored while the connection stays open, EOF
+    /// closes it; TCP_DEFER_ACCEPT set on the listener.
+    #[test]
+    fn loopback_upgrade_then_idle() {
+        use std::io::{Read, Write};
+        use std::net::TcpStream;
+        use std::time::Duration;
+
+        let a = answers();
+        let ka = a.block[..a.ka].to_vec();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        defer_accept(&listener, 1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut floor = Floor::new(listener, a).expect("io_uring setup");
+            floor.run().expect("io_uring");
+        });
+        let connect = || {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        };
+        let read_n = |s: &mut TcpStream, n: usize| {
+            let mut b = vec![0; n];
+            s.read_exact(&mut b).unwrap();
+            b
+        };
+
+        let mut ws = connect();
+        let mut req = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        req.extend_from_slice(RFC_UPGRADE);
+        ws.write_all(&req).unwrap();
+        assert_eq!(read_n(&mut ws, ka.len()), ka);
+        assert_eq!(read_n(&mut ws, RFC_101.len()), RFC_101);
+        ws.write_all(&vec![0x81; 64 * 1024]).unwrap();
+        ws.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+
+        // Another connection is answered meanwhile.
+        let mut http = connect();
+        http.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_n(&mut http, ka.len()), ka);
+
+        // Nothing came back on the WebSocket, and it is still open.
+        ws.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        let e = ws.read(&mut b).unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        );
+        // EOF from the client: the floor closes.
+        ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        ws.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(ws.read(&mut b).unwrap(), 0);
     }
 }
