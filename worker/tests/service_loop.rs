@@ -179,13 +179,14 @@ fn service_handle_posts_from_other_threads_while_running() {
 
 /// More connections than provided buffers (`LoopConfig::default().buf_count`), all with
 /// data waiting when their recvs are first submitted: the ring runs dry, the recvs that
-/// find no buffer end with ENOBUFS, and the loop re-arms them once the pass has returned
-/// its buffers. Every connection gets its own bytes back, twice (the re-armed recv keeps
-/// working).
+/// find no buffer end with ENOBUFS, the loop re-arms them once the pass has returned its
+/// buffers, and the ring grows. Every connection gets its own bytes back, twice (the
+/// re-armed recv keeps working).
 #[test]
 fn burst_beyond_the_buffer_ring_is_echoed_whole() {
     const CONNS: usize = 600;
     assert!(CONNS > LoopConfig::default().buf_count as usize);
+    assert!(CONNS < LoopConfig::default().buf_max as usize);
     let mut l = new_loop();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let msg = |i: usize, round: u8| -> Vec<u8> {
@@ -241,7 +242,40 @@ fn burst_beyond_the_buffer_ring_is_echoed_whole() {
         l.app.stats.recv_enobufs > 0,
         "the burst did not run the ring dry: the test no longer tests ENOBUFS"
     );
+    // Running dry grew the ring (doubling from buf_count), within its bound.
+    let cfg = LoopConfig::default();
+    assert!(
+        l.recv_buffers() > cfg.buf_count && l.recv_buffers() <= cfg.buf_max,
+        "{} provided buffers after the burst",
+        l.recv_buffers()
+    );
     assert_eq!(l.live(), CONNS);
+}
+
+/// A worker that never sees a burst keeps its first buffers: connections arriving and
+/// talking one at a time do not grow the ring (each grown buffer costs resident memory).
+#[test]
+fn the_buffer_ring_stays_small_without_bursts() {
+    let mut l = new_loop();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    for _ in 0..200 {
+        let mut c = connect(&mut l, &listener);
+        c.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        c.set_nonblocking(true).unwrap();
+        let mut n = 0;
+        drive_until(&mut l, |_| {
+            match c.read(&mut got[n..]) {
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            n == 4
+        });
+        assert_eq!(&got, b"ping");
+    }
+    assert_eq!(l.app.stats.recv_enobufs, 0);
+    assert_eq!(l.recv_buffers(), LoopConfig::default().buf_count);
 }
 
 /// Closes the connection on any data.

@@ -1,11 +1,21 @@
 //! The provided-buffer ring multishot recv draws from (io_uring `IORING_REGISTER_PBUF_RING`).
 //!
-//! One ring per worker: `count` buffers of `size` bytes in one allocation, and the ring of
-//! entries the kernel reads them from. The kernel picks a buffer for each recv completion
-//! and names it in the CQE; the loop hands it back with [`BufRing::recycle`] once the bytes
-//! have been consumed (or copied into a connection's reassembly buffer), and publishes the
-//! returned buffers with one tail store per pass over the completion queue
-//! ([`BufRing::publish`]).
+//! One ring per worker: up to `max` buffers of `size` bytes in one mapping, and the ring
+//! of entries the kernel reads them from. The kernel picks a buffer for each recv
+//! completion and names it in the CQE; the loop hands it back with [`BufRing::recycle`]
+//! once the bytes have been consumed (or copied into a connection's reassembly buffer),
+//! and publishes the returned buffers with one tail store per pass over the completion
+//! queue ([`BufRing::publish`]).
+//!
+//! Growth: the ring has room for `max` entries, but only `count` buffers are handed to
+//! the kernel at first; [`BufRing::grow`] adds more (doubling, up to `max`) when a pass
+//! ran the ring dry. Buffers are handed out in ring order, so every published buffer has
+//! its first page touched by even a small recv: publishing all `max` at start would cost
+//! their pages in resident memory on an idle worker (256 x 8 KiB: 1 MiB, ~100 B per
+//! connection over 10,000 idle WebSockets), whereas a worker that never sees a burst
+//! keeps `count` of them, and one under load grows to what its bursts need. The mapping
+//! is reserved for `max` from the start (untouched pages cost no memory), so buffer
+//! addresses never move.
 //!
 //! This module and the submission of ops are the only `unsafe` in the worker: the kernel
 //! writes into this memory behind Rust's back, so the memory must stay put and be neither
@@ -26,7 +36,10 @@ pub struct BufRing {
     bufs: NonNull<u8>,
     bufs_bytes: usize,
     size: u32,
+    /// Buffers handed to the kernel (ids `0..count`).
     count: u16,
+    /// Room in the ring and the mapping: the most `count` can grow to.
+    max: u16,
     mask: u16,
     /// Our private tail: entries added but not yet published to the kernel.
     tail: u16,
@@ -61,9 +74,24 @@ impl BufRing {
         count: u16,
         size: u32,
     ) -> io::Result<BufRing> {
-        assert!(count.is_power_of_two() && count <= 32768, "buffer count");
-        let ring_bytes = count as usize * std::mem::size_of::<BufRingEntry>();
-        let bufs_bytes = count as usize * size as usize;
+        BufRing::growable(submitter, group, count, count, size)
+    }
+
+    /// Like [`BufRing::new`], with `count` buffers published now and room to
+    /// [`grow`](BufRing::grow) to `max` (both powers of two, `count <= max <= 32768`).
+    pub fn growable(
+        submitter: &io_uring::Submitter<'_>,
+        group: u16,
+        count: u16,
+        max: u16,
+        size: u32,
+    ) -> io::Result<BufRing> {
+        assert!(
+            count.is_power_of_two() && max.is_power_of_two() && count <= max && max <= 32768,
+            "buffer count"
+        );
+        let ring_bytes = max as usize * std::mem::size_of::<BufRingEntry>();
+        let bufs_bytes = max as usize * size as usize;
         let ring = mmap_anon(ring_bytes)?.cast::<BufRingEntry>();
         let bufs = match mmap_anon(bufs_bytes) {
             Ok(b) => b,
@@ -80,16 +108,17 @@ impl BufRing {
             bufs_bytes,
             size,
             count,
-            mask: count - 1,
+            max,
+            mask: max - 1,
             tail: 0,
             group,
         };
-        // SAFETY: the ring memory is page-aligned (mmap), `count` entries long, zeroed,
+        // SAFETY: the ring memory is page-aligned (mmap), `max` entries long, zeroed,
         // and lives until `Drop`, which runs after the ring is gone: the worker's `Loop`
         // drops its `IoUring` before its `BufRing` (field order), and the kernel
         // unregisters the group when the ring is closed.
         unsafe {
-            submitter.register_buf_ring_with_flags(br.ring.as_ptr() as u64, count, group, 0)?;
+            submitter.register_buf_ring_with_flags(br.ring.as_ptr() as u64, max, group, 0)?;
         }
         for bid in 0..count {
             br.recycle(bid);
@@ -101,6 +130,26 @@ impl BufRing {
     /// The buffer group id to name in recv ops.
     pub fn group(&self) -> u16 {
         self.group
+    }
+
+    /// Buffers handed to the kernel so far.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// Hands the kernel as many new buffers again as it has (at most up to `max`), visible
+    /// after the next [`publish`](BufRing::publish); false when already at `max`. The
+    /// ring never holds more entries than there are buffers, so it cannot overflow.
+    pub fn grow(&mut self) -> bool {
+        if self.count == self.max {
+            return false;
+        }
+        let old = self.count;
+        self.count = (old * 2).min(self.max);
+        for bid in old..self.count {
+            self.recycle(bid);
+        }
+        true
     }
 
     /// Size of each buffer.
@@ -127,11 +176,12 @@ impl BufRing {
     /// [`publish`]: BufRing::publish
     pub fn recycle(&mut self, bid: u16) {
         let idx = (self.tail & self.mask) as usize;
-        // SAFETY: `idx < count`, so the entry lies inside the ring mapping; the kernel only
+        // SAFETY: `idx <= mask < max`, so the entry lies inside the ring mapping; the kernel only
         // reads entries between its head and the published tail, and this one is past the
         // published tail until `publish`.
         let entry = unsafe { &mut *self.ring.as_ptr().add(idx) };
-        // SAFETY: same bounds as in `data`: bid < count.
+        // SAFETY: `bid < count <= max` (a buffer the kernel handed us, or a new one from
+        // `grow`), so the address lies inside the buffers' mapping.
         let addr = unsafe { self.bufs.as_ptr().add(bid as usize * self.size as usize) };
         entry.set_addr(addr as u64);
         entry.set_len(self.size);

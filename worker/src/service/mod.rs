@@ -105,8 +105,9 @@ pub struct Stats {
     /// `loop_stall_ns` counts time spent handling completions in passes that took over
     /// [`STALL_THRESHOLD`].
     pub wire: lwsd_proto::WorkerStats,
-    /// Multishot recvs ended because the provided-buffer ring ran dry (each is re-armed;
-    /// a steady climb says `LoopConfig::buf_count` is too small for the load).
+    /// Multishot recvs ended because the provided-buffer ring ran dry (each is re-armed,
+    /// and the ring grows; a steady climb once it is at `LoopConfig::buf_max` says that
+    /// is too small for the load).
     pub recv_enobufs: u64,
 }
 
@@ -152,16 +153,21 @@ pub struct LoopConfig {
     /// Submission queue entries. Completions get 4x (connections with multishot recv
     /// complete far more often than we submit).
     pub ring_entries: u32,
-    /// Provided buffers (power of two) and their size: 256 x 8 KiB = 2 MiB per worker.
-    /// 8 KiB holds any ordinary request head and a useful slice of an upload; a larger
-    /// read costs one more recv, never correctness. The count trades resident memory
-    /// against re-arms: buffers are handed out in ring order, so even small recvs end
-    /// up touching a page of every buffer (1,024 buffers cost ~4 MiB of RSS, ~400 B per
-    /// connection at 10,000 idle ones), while a burst of more ready connections than
+    /// Provided buffers at start (power of two) and their size: 64 x 8 KiB. 8 KiB holds
+    /// any ordinary request head and a useful slice of an upload; a larger read costs
+    /// one more recv, never correctness. The count trades resident memory against
+    /// re-arms: buffers are handed out in ring order, so even small recvs end up
+    /// touching a page of every published buffer (256 buffers cost ~1 MiB of RSS, ~100 B
+    /// per connection at 10,000 idle ones), while a burst of more ready connections than
     /// buffers in one pass only ends some multishot recvs with ENOBUFS, which the loop
     /// re-arms once the pass has returned its buffers (tested with 600 connections
-    /// sending at once in tests/service_loop.rs).
+    /// sending at once in tests/service_loop.rs). A pass that saw ENOBUFS doubles the
+    /// published buffers, up to [`buf_max`](LoopConfig::buf_max), so a busy worker
+    /// settles at what its bursts need and an idle one stays small.
     pub buf_count: u16,
+    /// Most provided buffers (power of two, >= `buf_count`): 1,024 x 8 KiB = 8 MiB of
+    /// address space reserved per worker, resident only as far as bursts used it.
+    pub buf_max: u16,
     pub buf_size: u32,
     /// Most bytes a connection may hold unconsumed in its reassembly buffer before the
     /// loop stops reading from it (the role is paused or a frame is still incomplete;
@@ -176,7 +182,8 @@ impl Default for LoopConfig {
         LoopConfig {
             defer_taskrun: true,
             ring_entries: 4096,
-            buf_count: 256,
+            buf_count: 64,
+            buf_max: 1024,
             buf_size: 8192,
             rx_max: 256 * 1024,
             linger: Duration::from_secs(2),
@@ -227,6 +234,8 @@ pub struct Loop {
     fixed_slots: u32,
     /// The protocols' `destroy` ran.
     destroyed: bool,
+    /// `stats.recv_enobufs` when the buffer ring last grew.
+    enobufs_seen: u64,
 }
 
 impl Drop for Loop {
@@ -258,8 +267,14 @@ impl Loop {
             .setup_cqsize(cfg.ring_entries * 4)
             .build(cfg.ring_entries)
             .map_err(explain_uring_error)?;
-        let bufs = BufRing::new(&ring.submitter(), 0, cfg.buf_count, cfg.buf_size)
-            .map_err(|e| io::Error::new(e.kind(), format!("io_uring provided buffer ring: {e}")))?;
+        let bufs = BufRing::growable(
+            &ring.submitter(),
+            0,
+            cfg.buf_count,
+            cfg.buf_max,
+            cfg.buf_size,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("io_uring provided buffer ring: {e}")))?;
         let (handle, waker) = ServiceHandle::new()?;
         let mut l = Loop {
             ring,
@@ -290,6 +305,7 @@ impl Loop {
             closes_queued: 0,
             fixed_slots: 0,
             destroyed: false,
+            enobufs_seen: 0,
         };
         l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
@@ -300,6 +316,12 @@ impl Loop {
     /// A handle other threads use to post messages and wake this loop.
     pub fn handle(&self) -> ServiceHandle {
         self.handle.clone()
+    }
+
+    /// Provided buffers handed to the kernel so far ([`LoopConfig::buf_count`], grown
+    /// after passes that ran them dry, at most [`LoopConfig::buf_max`]).
+    pub fn recv_buffers(&self) -> u16 {
+        self.bufs.count()
     }
 
     /// Live connections, counting those whose fd close is queued for the next submit:
@@ -548,6 +570,11 @@ impl Loop {
         // completions handled above may have queued more in self.cqes (EBUSY reaping)
         cqes.append(&mut self.cqes);
         self.cqes = cqes;
+        if self.app.stats.recv_enobufs != self.enobufs_seen {
+            // This pass ran the ring dry: more buffers for the next burst.
+            self.enobufs_seen = self.app.stats.recv_enobufs;
+            self.bufs.grow();
+        }
         self.bufs.publish();
         self.fire_timers();
         self.plugin_pass();
