@@ -252,6 +252,42 @@ fn burst_beyond_the_buffer_ring_is_echoed_whole() {
     assert_eq!(l.live(), CONNS);
 }
 
+/// One burst that runs the ring dry once (a stall that queued many connections) is
+/// served by re-arming the recvs that found no buffer, without growing the ring for good.
+#[test]
+fn a_single_burst_does_not_grow_the_buffer_ring() {
+    let cfg = LoopConfig::default();
+    let conns = cfg.buf_count as usize + cfg.buf_count as usize / 2;
+    let mut l = new_loop();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clients = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(&[i as u8; 100]).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        l.adopt(OwnedFd::from(server), 0);
+        client.set_nonblocking(true).unwrap();
+        clients.push(client);
+    }
+    let mut got = vec![0usize; conns];
+    let mut buf = [0u8; 256];
+    drive_until(&mut l, |_| {
+        for (c, g) in clients.iter_mut().zip(got.iter_mut()) {
+            while let Ok(n) = c.read(&mut buf) {
+                assert!(n > 0, "server closed a connection");
+                *g += n;
+            }
+        }
+        got.iter().all(|&g| g == 100)
+    });
+    assert!(
+        l.app.stats.recv_enobufs > 0,
+        "the burst did not run the ring dry"
+    );
+    assert_eq!(l.recv_buffers(), cfg.buf_count);
+}
+
 /// A worker that never sees a burst keeps its first buffers: connections arriving and
 /// talking one at a time do not grow the ring (each grown buffer costs resident memory).
 #[test]

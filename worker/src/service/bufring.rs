@@ -8,8 +8,8 @@
 //! queue ([`BufRing::publish`]).
 //!
 //! Growth: the ring has room for `max` entries, but only `count` buffers are handed to
-//! the kernel at first; [`BufRing::grow`] adds more (doubling, up to `max`) when a pass
-//! ran the ring dry. Buffers are handed out in ring order, so every published buffer has
+//! the kernel at first; [`BufRing::grow`] adds more (doubling, up to `max`) when the
+//! loop's load keeps running the ring dry. Buffers are handed out in ring order, so every published buffer has
 //! its first page touched by even a small recv: publishing all `max` at start would cost
 //! their pages in resident memory on an idle worker (256 x 8 KiB: 1 MiB, ~100 B per
 //! connection over 10,000 idle WebSockets), whereas a worker that never sees a burst

@@ -161,9 +161,10 @@ pub struct LoopConfig {
     /// per connection at 10,000 idle ones), while a burst of more ready connections than
     /// buffers in one pass only ends some multishot recvs with ENOBUFS, which the loop
     /// re-arms once the pass has returned its buffers (tested with 600 connections
-    /// sending at once in tests/service_loop.rs). A pass that saw ENOBUFS doubles the
-    /// published buffers, up to [`buf_max`](LoopConfig::buf_max), so a busy worker
-    /// settles at what its bursts need and an idle one stays small.
+    /// sending at once in tests/service_loop.rs). Two passes in a row that saw ENOBUFS
+    /// double the published buffers, up to [`buf_max`](LoopConfig::buf_max), so a busy
+    /// worker settles at what its load needs, and an idle one, or one that saw a single
+    /// burst (a stall that queued many connections), stays small.
     pub buf_count: u16,
     /// Most provided buffers (power of two, >= `buf_count`): 1,024 x 8 KiB = 8 MiB of
     /// address space reserved per worker, resident only as far as bursts used it.
@@ -234,8 +235,10 @@ pub struct Loop {
     fixed_slots: u32,
     /// The protocols' `destroy` ran.
     destroyed: bool,
-    /// `stats.recv_enobufs` when the buffer ring last grew.
+    /// `stats.recv_enobufs` at the end of the last pass.
     enobufs_seen: u64,
+    /// The last pass ran the buffer ring dry.
+    dry_last_pass: bool,
 }
 
 impl Drop for Loop {
@@ -306,6 +309,7 @@ impl Loop {
             fixed_slots: 0,
             destroyed: false,
             enobufs_seen: 0,
+            dry_last_pass: false,
         };
         l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
@@ -570,10 +574,17 @@ impl Loop {
         // completions handled above may have queued more in self.cqes (EBUSY reaping)
         cqes.append(&mut self.cqes);
         self.cqes = cqes;
-        if self.app.stats.recv_enobufs != self.enobufs_seen {
-            // This pass ran the ring dry: more buffers for the next burst.
-            self.enobufs_seen = self.app.stats.recv_enobufs;
-            self.bufs.grow();
+        let dry = self.app.stats.recv_enobufs != self.enobufs_seen;
+        self.enobufs_seen = self.app.stats.recv_enobufs;
+        if std::mem::replace(&mut self.dry_last_pass, dry) && dry {
+            // The ring ran dry in two passes in a row: the load, not a one-off burst
+            // (whose recvs just re-arm once), needs more buffers.
+            if self.bufs.grow() {
+                log(
+                    8,
+                    &format!("recv buffer ring grown to {} buffers", self.bufs.count()),
+                );
+            }
         }
         self.bufs.publish();
         self.fire_timers();
