@@ -1,7 +1,8 @@
 //! The supervisor end to end (DESIGN.md sections 1 and 8 "Faults"): the real `lwsd`
 //! binary with two workers; every listener answers; SIGTERM drains and exits 0 and
 //! removes the unix socket; a worker killed with SIGKILL under load loses only its own
-//! connections and is back within a second, counted in /metrics.
+//! connections and is back within a second, counted in /metrics; workers of a killed
+//! supervisor drain and exit.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpStream};
@@ -686,4 +687,54 @@ fn a_broken_stderr_pipe_does_not_stop_lwsd() {
     let status =
         support::wait_child(&mut child, support::STOP_TIMEOUT).expect("no exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
+}
+
+/// The supervisor killed with SIGKILL (the OOM killer, a careless `kill -9`): its
+/// workers do not stay behind. Each sees its control socket go, drains as on a
+/// shutdown (a WebSocket client gets a 1001 "going away" close, not a reset) and exits.
+#[test]
+fn workers_drain_and_exit_when_the_supervisor_is_killed() {
+    use tungstenite::Message;
+    use tungstenite::protocol::frame::coding::CloseCode;
+    for mode in ["ring", "scm"] {
+        let mut l = Lwsd::start(&["-j", "2", "--fd-handoff", mode]);
+        let workers = l.worker_pids();
+        assert_eq!(workers.len(), 2);
+        let stream = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{}/", l.port), stream)
+            .expect("websocket handshake");
+        ws.send(Message::text("hello")).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text("hello"), "{mode}: echo");
+        l.signal(libc::SIGKILL);
+        l.wait_exit(Duration::from_secs(5))
+            .expect("supervisor gone");
+        let close = loop {
+            match ws.read() {
+                Ok(Message::Close(c)) => break c,
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                other => panic!("{mode}: expected a close, got {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|c| c.code), Some(CloseCode::Away), "{mode}");
+        // Our Close reply goes out with the next read, which then sees the end.
+        assert!(ws.read().is_err(), "{mode}: the connection ends");
+        let t = Instant::now();
+        while workers.iter().any(|&w| alive(w)) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{mode}: workers still running after their supervisor died"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }

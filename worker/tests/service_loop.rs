@@ -388,16 +388,23 @@ fn orphaned_control(unread_packet: bool) -> OwnedFd {
     worker_end
 }
 
-/// A worker whose supervisor is gone exits, whichever way the socket reports it: EOF,
-/// or (the supervisor died with a packet of ours unread) ECONNRESET once and then no
-/// further wake-up of the poll. Before the reset was handled, such a worker stayed up
-/// for ever, sending its stats into EPIPE every 250 ms.
+/// A worker whose supervisor is gone drains and exits, whichever way the socket reports
+/// it: EOF, or (the supervisor died with a packet of ours unread) ECONNRESET once and
+/// then no further wake-up of the poll. Before the reset was handled, such a worker
+/// stayed up for ever, sending its stats into EPIPE every 250 ms. A connection it holds
+/// is finished, not cut: its echo arrives, then an orderly EOF.
 #[test]
 fn a_worker_exits_when_its_supervisor_is_gone() {
     for unread_packet in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        client.write_all(b"in flight").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut l = new_loop();
+            l.adopt(OwnedFd::from(server), 0);
             l.set_control(orphaned_control(unread_packet));
             let _ = tx.send(l.run().map_err(|e| e.to_string()));
         });
@@ -405,5 +412,11 @@ fn a_worker_exits_when_its_supervisor_is_gone() {
             .recv_timeout(Duration::from_secs(5))
             .unwrap_or_else(|_| panic!("loop still running (unread packet: {unread_packet})"));
         assert_eq!(r, Ok(()));
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).expect("an orderly close");
+        assert_eq!(got, b"in flight");
     }
 }

@@ -119,6 +119,10 @@ pub const WRITEABLE_BATCH: usize = 32;
 /// this pass (the rest waits for the send to complete).
 pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
+/// How long a worker whose supervisor died keeps finishing what it has in flight: the
+/// supervisor's default `--grace` (the worker is not told the configured one).
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
 /// A pass over the completion queue longer than this counts as a stall (lws' latency
 /// tracking warns about the same kind of hold-ups).
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(20);
@@ -1395,14 +1399,16 @@ impl Loop {
 
     /// The supervisor is gone (its end of the control socket closed, or it died with
     /// our packets unread): nobody will hand this worker work, relay its bus messages or
-    /// collect its figures, and a new supervisor starts workers of its own. Stop now.
+    /// collect its figures, and a new supervisor starts workers of its own. Drain as on
+    /// a shutdown (what is in flight is finished, WebSocket clients get a 1001 close),
+    /// then exit.
     fn supervisor_gone(&mut self, why: &str) {
         log(
             2,
-            &format!("control socket {why}: the supervisor is gone, exiting"),
+            &format!("control socket {why}: the supervisor is gone, draining and exiting"),
         );
         self.control = None;
-        self.stop = true;
+        self.drain(ORPHAN_GRACE);
     }
 }
 
