@@ -420,3 +420,55 @@ fn a_worker_exits_when_its_supervisor_is_gone() {
         assert_eq!(got, b"in flight");
     }
 }
+
+/// Sets a 10 s deadline when the connection arrives (as the HTTP role's header timeout)
+/// and a 300 s one once data comes (as a WebSocket's keepalive); echoes nothing.
+struct Upgrading;
+
+impl Role for Upgrading {
+    fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
+        *cx.deadline = cx.now_ms + if data.is_empty() { 10_000 } else { 300_000 };
+        (data.len(), Flow::Continue)
+    }
+    fn on_timer(&mut self, _cx: &mut Cx<'_>) -> Flow {
+        Flow::Abort
+    }
+    fn on_drain(&mut self, _cx: &mut Cx<'_>) -> Flow {
+        Flow::Abort
+    }
+}
+
+/// A connection whose request is read right after it arrives leaves one timer entry (its
+/// standing deadline), not a stale one for the header timeout it no longer has: each
+/// stale entry costs a pop and a push when it comes due.
+#[test]
+fn a_deadline_replaced_on_arrival_leaves_no_stale_timer() {
+    const CONNS: usize = 50;
+    let factory = Box::new(|_: &mut App, _| Box::new(Upgrading) as Box<dyn Role>);
+    let mut l = Loop::new(
+        LoopConfig::default(),
+        App::new(WorkerConfig::default(), 0),
+        factory,
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..CONNS {
+        // The request is in the socket when the connection arrives (TCP_DEFER_ACCEPT).
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(b"GET").unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        l.adopt(OwnedFd::from(server), 0);
+        clients.push(client);
+    }
+    for _ in 0..5 {
+        l.run_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    let (entries, earliest) = l.queued_timers();
+    assert_eq!(entries, CONNS);
+    assert!(
+        earliest.is_some_and(|t| t >= 300_000),
+        "a header-timeout entry is still queued: {earliest:?}"
+    );
+}

@@ -379,7 +379,8 @@ pub struct Conn {
     pub rx: RxBuf,
     /// The connection's timer deadline (ms on the loop clock; u64::MAX = none).
     pub deadline: u64,
-    /// The earliest deadline already queued in the timer heap for this connection.
+    /// The earliest deadline already queued in the timer heap for this connection (0: a
+    /// new connection whose first deadline the loop queues a pass later).
     pub queued: u64,
     pub role: Box<dyn Role>,
 }
