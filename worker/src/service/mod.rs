@@ -247,6 +247,8 @@ pub struct Loop {
     fresh_prev: Vec<(u32, u32)>,
     /// The last pass ran the buffer ring dry.
     dry_last_pass: bool,
+    /// When the send-state pool is next trimmed to what the load needs.
+    next_pool_trim: u64,
 }
 
 impl Drop for Loop {
@@ -254,6 +256,10 @@ impl Drop for Loop {
         self.destroy_protocols();
     }
 }
+
+/// How often the send-state pool gives back what the load of the last period did not
+/// need ([`SendPool::trim`]): a burst's states are freed within two periods of its end.
+const POOL_TRIM_MS: u64 = 1000;
 
 /// `Conn::queued` of a connection whose timer is not queued yet ([`Loop::arm_fresh`]): no
 /// deadline is below it, so [`Timers::arm`] queues nothing meanwhile.
@@ -324,6 +330,7 @@ impl Loop {
             dry_last_pass: false,
             fresh: Vec::new(),
             fresh_prev: Vec::new(),
+            next_pool_trim: POOL_TRIM_MS,
         };
         l.app.plugin.handle = Some(l.handle.clone());
         l.arm_wake();
@@ -620,6 +627,10 @@ impl Loop {
         if self.control.is_some() && self.now_ms >= self.next_stats {
             self.send_stats();
             self.next_stats = self.now_ms + 250;
+        }
+        if self.now_ms >= self.next_pool_trim {
+            self.send_pool.trim();
+            self.next_pool_trim = self.now_ms + POOL_TRIM_MS;
         }
         if self.draining && (self.conns.is_empty() || self.now_ms >= self.drain_deadline) {
             self.stop = true;
