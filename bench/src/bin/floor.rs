@@ -27,7 +27,7 @@
 //! WebSocket set-up (`bench/compare_ws.py`, column `lwsd / floor`): a GET/HTTP/1.1 request
 //! with `Upgrade: websocket`, a `Connection` naming `upgrade` (tokens, any case) and a
 //! `Sec-WebSocket-Key` gets lwsd's own 101 head
-//! ([`server_response_head`](lwsd_worker::roles::ws::handshake::server_response_head):
+//! ([`server_response_head`]:
 //! Upgrade, Connection, Sec-WebSocket-Accept, and Sec-WebSocket-Protocol naming the first
 //! protocol the client offered, if any; no extension is ever accepted), after any
 //! answers owed to requests before it. The 101 is built per connection in a small heap

@@ -27,10 +27,13 @@ use super::Role;
 pub const MAX_IOV: usize = 64;
 
 /// Output at most this large that sits in several chunks is copied into one buffer and
-/// sent with a plain `send` instead of a `writev`: 16 KiB (a response head plus a small
-/// file, or a burst of pipelined small answers) is copied in well under the time the
-/// kernel's vectored path costs over the plain one (measured: bench/RESULTS.md).
-pub const COALESCE_MAX: usize = 16 * 1024;
+/// sent with a plain `send` instead of a `writev`: copying is cheaper than the kernel's
+/// vectored path over many chunks (measured, bench/RESULTS.md: a response head plus a
+/// small file, pipelined answers, and the mirror's bursts of small frames, where 64 KiB
+/// instead of 16 took fan-out at saturation from 4.4 to 8.1 M deliveries/s). 64 KiB is
+/// what a connection may queue in one pass of `writeable` callbacks
+/// (`service::WRITE_BATCH_BYTES`); larger output (a file piece) is one chunk anyway.
+pub const COALESCE_MAX: usize = 64 * 1024;
 
 /// The loop's coalescing buffer grows by this much at a time: one allocation serves
 /// many sends (each takes a refcounted slice of it).
@@ -39,7 +42,7 @@ pub const COALESCE_SCRATCH: usize = 64 * 1024;
 /// Drained send states the loop keeps for reuse whatever the load (128 x ~300 B = ~38
 /// KiB per worker). A state is taken by every connection with output queued or a send in
 /// flight, so while many connections write at once (a broadcast to thousands) the pool
-/// keeps as many as were out at once, and [`SendPool::trim`] brings it back to this
+/// keeps as many as were out at once, and `SendPool::trim` brings it back to this
 /// once the load has passed: a burst across 10,000 connections does not leave ~300 bytes
 /// per connection held while they sit idle afterwards, and a steady broadcast does not
 /// allocate and free a state per connection per send (measured: malloc, realloc and free
