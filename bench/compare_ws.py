@@ -19,8 +19,8 @@ For each server (started fresh for each measurement, with `ulimit -n 20000`):
      workers, found through /proc/PID/task/PID/children) before and after opening N
      idle lws-mirror-protocol connections (`lwsd-load ws --hold`; the mirror is silent
      while nobody sends); (after - before) / established, and the same over the second
-     N/2 alone (fixed memory the first connections touch, such as lwsd's 2 MiB io_uring
-     buffer ring per worker, is not in that one). RSS is user-space memory
+     N/2 alone (fixed memory the first connections touch, such as the pages of lwsd's
+     io_uring buffer ring, 64 x 8 KiB per worker unless load grew it, is not in that one). RSS is user-space memory
      only: the kernel's socket buffers and TCP state (several KiB per connection on
      both ends) are not in it and are the same for every server.
   2. set-up cost: server CPU (utime + stime of all its processes, /proc/PID/stat)

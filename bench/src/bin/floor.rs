@@ -10,7 +10,8 @@
 //! What it does, and nothing more: one thread, one io_uring set up like lwsd's worker
 //! (single issuer, deferred task running), a multishot accept on 127.0.0.1:PORT, a
 //! multishot recv per connection drawing from a provided buffer ring of 256 × 8 KiB
-//! (lwsd's own [`BufRing`], so the kernel side is identical), each request parsed with
+//! (lwsd's own [`BufRing`], so the kernel side is identical; all 256 are published from
+//! the start, where lwsd's worker publishes 64 and grows them under load), each request parsed with
 //! httparse, and the answers to every request received in one pass over the completion
 //! queue leaving in one send per connection (at most one send in flight per connection;
 //! lwsd's loop also flushes once per pass). A request with `Connection: close` (or HTTP/1.0) gets its
