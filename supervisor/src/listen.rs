@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -112,7 +112,7 @@ fn bind_tcp(addr: SocketAddr, defer_accept_secs: u32) -> io::Result<OwnedFd> {
         Backlog::new(LISTEN_BACKLOG).unwrap_or(Backlog::MAXCONN),
     )?;
     if defer_accept_secs > 0 {
-        defer_accept(&fd, defer_accept_secs)?;
+        defer_accept(fd.as_fd(), defer_accept_secs)?;
     }
     Ok(fd)
 }
@@ -124,8 +124,8 @@ fn bind_tcp(addr: SocketAddr, defer_accept_secs: u32) -> io::Result<OwnedFd> {
 /// on a WebSocket ramp of 2,000 connections/s, one worker wake-up per connection
 /// instead of 1.36, and ~25 % less worker CPU per connection. A client silent for
 /// `secs` is accepted anyway (after a SYN-ACK retransmission, 1–3 s) and then meets the
-/// usual header timeout.
-fn defer_accept(fd: &OwnedFd, secs: u32) -> io::Result<()> {
+/// usual header timeout. (Also used by the benchmark floor, `lwsd-floor`.)
+pub fn defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
     let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live c_int.
     let r = unsafe {

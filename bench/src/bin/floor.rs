@@ -51,11 +51,12 @@
 //! [`MAX_PARTIAL`] bytes.
 
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{SystemTime, UNIX_EPOCH};
 use std::{env, fs, io, process};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use lwsd::listen::defer_accept;
 use lwsd_worker::mount::file::validators::file_etag;
 use lwsd_worker::mount::mime::mime_for;
 use lwsd_worker::roles::h1::fmt_http_date;
@@ -658,29 +659,6 @@ fn parse_args(args: &[String]) -> Result<(u16, &str, u32), String> {
     Ok((port, path, defer))
 }
 
-/// TCP_DEFER_ACCEPT (tcp(7)) on the listener, as lwsd's supervisor sets it
-/// (`supervisor/src/listen.rs`): a connection is queued for accept once its first bytes
-/// arrive, or after `secs` (and a SYN-ACK retransmission) without any.
-fn defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
-    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the fd is the listener's, open while `listener` is borrowed; setsockopt
-    // reads `size_of::<c_int>()` bytes from `secs`, a live c_int on this stack.
-    let r = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
     let (port, path, defer_secs) = parse_args(&args).unwrap_or_else(|msg| {
@@ -701,7 +679,7 @@ fn main() {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .unwrap_or_else(|e| fail(&format!("bind 127.0.0.1:{port}"), e));
     if defer_secs > 0 {
-        defer_accept(&listener, defer_secs).unwrap_or_else(|e| fail("TCP_DEFER_ACCEPT", e));
+        defer_accept(listener.as_fd(), defer_secs).unwrap_or_else(|e| fail("TCP_DEFER_ACCEPT", e));
     }
     let mut floor = Floor::new(listener, answers).unwrap_or_else(|e| fail("io_uring setup", e));
     if let Err(e) = floor.run() {
@@ -964,7 +942,7 @@ mod tests {
         let a = answers();
         let ka = a.block[..a.ka].to_vec();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        defer_accept(&listener, 1).unwrap();
+        defer_accept(listener.as_fd(), 1).unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let mut floor = Floor::new(listener, a).expect("io_uring setup");
