@@ -47,7 +47,18 @@ fn new_loop() -> Loop {
 }
 
 fn connect(l: &mut Loop, listener: &TcpListener) -> TcpStream {
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    connect_with(l, listener, b"")
+}
+
+/// A connection whose first bytes (`data`) are in the server socket before the loop
+/// adopts it and submits its recv, as TCP_DEFER_ACCEPT delivers them; the client end is
+/// nonblocking when it sent any.
+fn connect_with(l: &mut Loop, listener: &TcpListener, data: &[u8]) -> TcpStream {
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    if !data.is_empty() {
+        client.write_all(data).unwrap();
+        client.set_nonblocking(true).unwrap();
+    }
     let (server, _) = listener.accept().unwrap();
     server.set_nonblocking(true).unwrap();
     l.adopt(OwnedFd::from(server), 0);
@@ -197,13 +208,7 @@ fn burst_beyond_the_buffer_ring_is_echoed_whole() {
     let mut clients = Vec::with_capacity(CONNS);
     for i in 0..CONNS {
         // Data is in the server socket before the loop submits the recv.
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client.write_all(&msg(i, 0)).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        l.adopt(OwnedFd::from(server), 0);
-        client.set_nonblocking(true).unwrap();
-        clients.push(client);
+        clients.push(connect_with(&mut l, &listener, &msg(i, 0)));
     }
     for round in 0..2u8 {
         if round == 1 {
@@ -262,13 +267,7 @@ fn a_single_burst_does_not_grow_the_buffer_ring() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut clients = Vec::with_capacity(conns);
     for i in 0..conns {
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client.write_all(&[i as u8; 100]).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        l.adopt(OwnedFd::from(server), 0);
-        client.set_nonblocking(true).unwrap();
-        clients.push(client);
+        clients.push(connect_with(&mut l, &listener, &[i as u8; 100]));
     }
     let mut got = vec![0usize; conns];
     let mut buf = [0u8; 256];
@@ -349,11 +348,7 @@ fn a_role_closing_on_a_recvs_last_completion() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut clients = Vec::with_capacity(CONNS);
     for _ in 0..CONNS {
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        l.adopt(OwnedFd::from(server), 0);
-        clients.push(client);
+        clients.push(connect(&mut l, &listener));
     }
     // Every recv armed before any data: each ends with a completion carrying data.
     l.run_once(Some(Duration::from_millis(1))).unwrap();
@@ -455,12 +450,7 @@ fn a_deadline_replaced_on_arrival_leaves_no_stale_timer() {
     let mut clients = Vec::new();
     for _ in 0..CONNS {
         // The request is in the socket when the connection arrives (TCP_DEFER_ACCEPT).
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        client.write_all(b"GET").unwrap();
-        let (server, _) = listener.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        l.adopt(OwnedFd::from(server), 0);
-        clients.push(client);
+        clients.push(connect_with(&mut l, &listener, b"GET"));
     }
     for _ in 0..5 {
         l.run_once(Some(Duration::from_millis(5))).unwrap();

@@ -239,8 +239,8 @@ pub struct Loop {
     fixed_slots: u32,
     /// The protocols' `destroy` ran.
     destroyed: bool,
-    /// `stats.recv_enobufs` at the end of the last pass.
-    enobufs_seen: u64,
+    /// A recv of this pass found the buffer ring dry (ENOBUFS).
+    dry_this_pass: bool,
     /// Connections adopted in this pass and in the last one, whose first deadline is not
     /// in the timer heap yet ([`Loop::arm_fresh`]).
     fresh: Vec<(u32, u32)>,
@@ -326,7 +326,7 @@ impl Loop {
             closes_queued: 0,
             fixed_slots: 0,
             destroyed: false,
-            enobufs_seen: 0,
+            dry_this_pass: false,
             dry_last_pass: false,
             fresh: Vec::new(),
             fresh_prev: Vec::new(),
@@ -608,8 +608,7 @@ impl Loop {
         // completions handled above may have queued more in self.cqes (EBUSY reaping)
         cqes.append(&mut self.cqes);
         self.cqes = cqes;
-        let dry = self.app.stats.recv_enobufs != self.enobufs_seen;
-        self.enobufs_seen = self.app.stats.recv_enobufs;
+        let dry = std::mem::take(&mut self.dry_this_pass);
         if std::mem::replace(&mut self.dry_last_pass, dry) && dry {
             // The ring ran dry in two passes in a row: the load, not a one-off burst
             // (whose recvs just re-arm once), needs more buffers.
@@ -708,7 +707,10 @@ impl Loop {
                 // The ring ran dry (re-armed once buffers are back), or a cancel for rx
                 // flow control landed: re-arm if reading is wanted again meanwhile.
                 e @ (libc::ENOBUFS | libc::ECANCELED) => {
-                    self.app.stats.recv_enobufs += u64::from(e == libc::ENOBUFS);
+                    if e == libc::ENOBUFS {
+                        self.app.stats.recv_enobufs += 1;
+                        self.dry_this_pass = true;
+                    }
                     if !more && c.phase != Phase::Closing && !c.rx_paused {
                         self.rearm.push(slot);
                     }
