@@ -5,9 +5,10 @@
 //! with multishot recv from a provided buffer ring ([`bufring`]); buffers go back to the
 //! ring once per pass over the completion queue. Bytes a role does not consume are copied
 //! into the connection's small reassembly buffer and the ring buffer is returned at once.
-//! Output is a queue of `Bytes` per connection, sent with one writev per connection per
-//! pass (so the answers to every request found in one recv leave in one send), at most
-//! one send in flight. Completions carry `op | generation | slot` ([`token`]) so a
+//! Output is a queue of `Bytes` per connection, sent once per connection per pass (so
+//! the answers to every request found in one recv leave in one send: several small
+//! chunks are copied into one buffer, see [`conn::COALESCE_MAX`], larger ones go in a
+//! writev), at most one send in flight. Completions carry `op | generation | slot` ([`token`]) so a
 //! completion for a closed and reused slot is dropped. Timers are a heap ([`timers`])
 //! with one kernel timeout for the earliest deadline, given as the wait's timeout.
 //!
