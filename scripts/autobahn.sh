@@ -9,7 +9,8 @@
 #   --port N   port for lwsd (default 9001; must be free)
 #   --update   write the summary as the new golden file instead of diffing (full only)
 # Env: AUTOBAHN_TOOLS (default ../shared/tools/autobahn from the repo root, or two
-#      levels up for a git worktree), AUTOBAHN_OUT (report dir, default
+#      levels up for a git worktree, or beside the repository a local clone came
+#      from), AUTOBAHN_OUT (report dir, default
 #      target/autobahn-reports).
 # Exit: 0 all as expected; 1 a FAILED/UNIMPLEMENTED case or a diff; 2 harness trouble.
 #
@@ -33,7 +34,12 @@ LWSD=${LWSD:-$ROOT/target/release/lwsd}
 GOLDEN=$ROOT/tests/autobahn/expected-summary.txt
 OUT=${AUTOBAHN_OUT:-$ROOT/target/autobahn-reports}
 if [ -z "${AUTOBAHN_TOOLS:-}" ]; then
-  for d in "$ROOT/../shared/tools/autobahn" "$ROOT/../../shared/tools/autobahn"; do
+  # A local clone (git clone /work/main /tmp/x) finds them beside the repository it was
+  # cloned from.
+  ORIGIN=$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)
+  case "$ORIGIN" in /*) ;; *) ORIGIN="" ;; esac
+  for d in "$ROOT/../shared/tools/autobahn" "$ROOT/../../shared/tools/autobahn" \
+           ${ORIGIN:+"$ORIGIN/../shared/tools/autobahn"}; do
     [ -x "$d/run-fuzzingclient.sh" ] && { AUTOBAHN_TOOLS=$(cd "$d" && pwd); break; }
   done
 fi
