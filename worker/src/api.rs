@@ -31,14 +31,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::handle::ServiceHandle;
 use crate::roles::ws::conn::WsConn;
 pub use crate::roles::ws::frame::{DataKind, SharedFrame};
-use crate::service::ServiceHandle;
-use crate::service::conn::OutQueue;
+use crate::sink::{Extender, Sink};
 
 /// A connection's identity, stable for its life and never reused while it lives (slot
 /// plus generation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     pub(crate) slot: u32,
     pub(crate) generation: u32,
@@ -302,7 +302,7 @@ pub struct Conn<'a> {
     pub(crate) id: ConnId,
     /// Present inside `writeable` only: the only place a write is allowed.
     pub(crate) ws: Option<&'a mut WsConn>,
-    pub(crate) out: &'a mut OutQueue,
+    pub(crate) out: &'a mut dyn Sink,
     pub(crate) flags: &'a mut ConnFlags,
     pub(crate) vhost: Vhost<'a>,
 }
@@ -336,7 +336,7 @@ impl<'a> Conn<'a> {
 
     /// Bytes queued on this connection and not yet sent.
     pub fn send_buffered(&self) -> usize {
-        self.out.len()
+        self.out.queued()
     }
 
     /// Sends one frame: the whole message, or (with `fin` false / [`WriteKind::Continuation`])
@@ -358,7 +358,7 @@ impl<'a> Conn<'a> {
 
     fn with_writer(
         &mut self,
-        f: impl FnOnce(&mut WsConn, &mut OutQueue) -> Result<(), crate::roles::ws::UsageError>,
+        f: impl FnOnce(&mut WsConn, &mut Extender<'_>) -> Result<(), crate::roles::ws::UsageError>,
     ) -> Result<(), WriteError> {
         if self.flags.wrote {
             return Err(WriteError::AlreadyWrote);
@@ -367,7 +367,7 @@ impl<'a> Conn<'a> {
             return Err(WriteError::NotWriteable);
         };
         // The frame goes straight to the connection's output queue.
-        f(ws, self.out).map_err(map_usage)?;
+        f(ws, &mut Extender(&mut *self.out)).map_err(map_usage)?;
         self.flags.wrote = true;
         Ok(())
     }

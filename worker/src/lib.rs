@@ -12,18 +12,20 @@
 pub mod api;
 pub mod assets;
 pub mod config;
+pub mod handle;
 pub mod http;
 pub mod mount;
 pub mod plugins;
 pub mod roles;
 #[allow(unsafe_code)]
 pub mod service;
+pub mod sink;
 pub mod vhost;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use service::{Posted, ServiceHandle};
+pub use handle::{Posted, ServiceHandle};
 
 static LOG_LEVEL: AtomicU32 = AtomicU32::new(7);
 
@@ -55,8 +57,6 @@ pub struct App {
     /// This worker's index (0-based).
     pub index: usize,
     pub stats: service::Stats,
-    /// Generation of each slab slot's next occupant (see `service::token`).
-    pub(crate) generations: Vec<u32>,
     /// How often the loop was woken through its eventfd.
     pub wakes: u64,
     /// Bus publications relayed by the supervisor, not yet delivered.
@@ -94,7 +94,6 @@ impl App {
             config,
             index,
             stats: service::Stats::default(),
-            generations: Vec::new(),
             wakes: 0,
             bus_in: Vec::new(),
             now_unix: unix_now(),

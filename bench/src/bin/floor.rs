@@ -61,7 +61,7 @@ use lwsd_worker::mount::file::validators::file_etag;
 use lwsd_worker::mount::mime::mime_for;
 use lwsd_worker::roles::h1::fmt_http_date;
 use lwsd_worker::roles::ws::handshake::{accept_key, server_response_head};
-use lwsd_worker::service::bufring::BufRing;
+use lwsd_worker::service::bufring::{BufRing, RecvBuf};
 
 /// Submission queue entries; the completion queue is 4× this (lwsd's worker default).
 const RING_ENTRIES: u32 = 1024;
@@ -337,8 +337,9 @@ impl Floor {
             .is_some_and(|c| c.fd >= 0 && c.generation == generation);
         if !live {
             // A buffer handed with a completion for a gone connection still goes back.
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                self.bufs.recycle(bid);
+            // SAFETY: this completion of a recv on our ring is handled once, here.
+            if let Some(buf) = unsafe { RecvBuf::from_completion(res, flags) } {
+                self.bufs.recycle(buf);
             }
             return;
         }
@@ -373,12 +374,13 @@ impl Floor {
             self.conns[slot as usize].recv_armed = false;
         }
         if res > 0 {
-            if let Some(bid) = cqueue::buffer_select(flags) {
+            // SAFETY: this completion of a recv on our ring is handled once, here.
+            if let Some(buf) = unsafe { RecvBuf::from_completion(res, flags) } {
                 if !self.conns[slot as usize].closing {
-                    let data = self.bufs.data(bid, res as usize);
+                    let data = self.bufs.data(&buf);
                     parse(&mut self.conns[slot as usize], data);
                 }
-                self.bufs.recycle(bid);
+                self.bufs.recycle(buf);
             }
         } else if res != -libc::ENOBUFS {
             // 0: the peer sent FIN (answer what is owed, then close); < 0: a socket

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Role;
+use super::driver::Sock;
 
 /// Most iovecs one writev carries. Linux's IOV_MAX is 1024; 64 covers a pipelined
 /// burst of small answers (head + body each) while keeping the per-connection iovec
@@ -78,6 +79,16 @@ impl Extend<Bytes> for OutQueue {
         for b in iter {
             self.push(b);
         }
+    }
+}
+
+impl crate::sink::Sink for OutQueue {
+    fn push(&mut self, b: Bytes) {
+        OutQueue::push(self, b);
+    }
+
+    fn queued(&self) -> usize {
+        self.len()
     }
 }
 
@@ -306,57 +317,6 @@ impl std::ops::DerefMut for RxBuf {
     }
 }
 
-/// A connection's socket as io_uring ops name it: a plain fd (handed over in a
-/// `NewConns` packet), or a slot of the ring's fixed-file table (handed over with
-/// `IORING_OP_MSG_RING`; such a socket has no fd number in this process at all).
-///
-/// Four bytes, so [`Conn`] stays one cache line: a slot is stored as its bitwise
-/// complement (negative), an fd as itself (never negative).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sock(i32);
-
-impl Sock {
-    pub fn fd(fd: i32) -> Sock {
-        debug_assert!(fd >= 0);
-        Sock(fd)
-    }
-
-    pub fn fixed(slot: u32) -> Sock {
-        debug_assert!(slot <= i32::MAX as u32);
-        Sock(!(slot as i32))
-    }
-
-    pub fn is_fixed(self) -> bool {
-        self.0 < 0
-    }
-
-    /// The number an SQE's `fd` field takes: the fd, or the fixed slot (with
-    /// [`Sock::sqe_flags`] saying which).
-    pub fn raw(self) -> i32 {
-        if self.0 < 0 { !self.0 } else { self.0 }
-    }
-
-    /// `IOSQE_FIXED_FILE` for a fixed slot.
-    pub fn sqe_flags(self) -> io_uring::squeue::Flags {
-        if self.is_fixed() {
-            io_uring::squeue::Flags::FIXED_FILE
-        } else {
-            io_uring::squeue::Flags::empty()
-        }
-    }
-
-    /// The ring op that closes this socket (a fixed slot is closed through the table:
-    /// `IORING_OP_CLOSE` takes it in `file_index`, not with `IOSQE_FIXED_FILE`).
-    pub fn close_op(self) -> io_uring::squeue::Entry {
-        use io_uring::{opcode, types};
-        if self.is_fixed() {
-            opcode::Close::new(types::Fixed(self.raw() as u32)).build()
-        } else {
-            opcode::Close::new(types::Fd(self.0)).build()
-        }
-    }
-}
-
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -413,22 +373,6 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sock_keeps_fd_and_slot_apart() {
-        for fd in [0, 3, i32::MAX] {
-            let s = Sock::fd(fd);
-            assert!(!s.is_fixed());
-            assert_eq!(s.raw(), fd);
-            assert!(s.sqe_flags().is_empty());
-        }
-        for slot in [0, 1, 19_999, i32::MAX as u32] {
-            let s = Sock::fixed(slot);
-            assert!(s.is_fixed());
-            assert_eq!(s.raw() as u32, slot);
-            assert_eq!(s.sqe_flags(), io_uring::squeue::Flags::FIXED_FILE);
-        }
-    }
 
     #[test]
     fn out_queue_partial_sends() {

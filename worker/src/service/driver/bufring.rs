@@ -27,6 +27,46 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
+/// One buffer the kernel filled for a recv completion and handed to us: the only way to
+/// read a buffer ([`BufRing::data`]) and to give it back ([`BufRing::recycle`], which
+/// takes the token). Neither `Copy` nor `Clone`, and made only from a completion
+/// ([`RecvBuf::from_completion`]), so safe code cannot read a buffer the kernel owns nor
+/// return one twice (which would let the kernel fill it while it is still being read).
+/// Dropping a token without recycling it loses the buffer to the ring (safe, and what
+/// `#[must_use]` warns about).
+#[must_use = "a received buffer goes back to the ring with BufRing::recycle"]
+#[derive(Debug)]
+pub struct RecvBuf {
+    bid: u16,
+    len: u32,
+}
+
+impl RecvBuf {
+    /// The buffer a recv completion with result `res` and flags `flags` names, or `None`
+    /// when it names none (an error, EOF, or a recv without a selected buffer).
+    ///
+    /// # Safety
+    /// `res` and `flags` are those of one completion of a recv that selected from this
+    /// worker's [`BufRing`], and no token was made from that completion before: each
+    /// buffer the kernel hands over becomes exactly one token.
+    pub unsafe fn from_completion(res: i32, flags: u32) -> Option<RecvBuf> {
+        let bid = io_uring::cqueue::buffer_select(flags)?;
+        Some(RecvBuf {
+            bid,
+            len: res.max(0) as u32,
+        })
+    }
+
+    /// Bytes received into the buffer.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A registered provided-buffer ring and the buffers behind it.
 pub struct BufRing {
     /// Base of the entries (page-aligned mmap, `entries * 16` bytes).
@@ -121,7 +161,7 @@ impl BufRing {
             submitter.register_buf_ring_with_flags(br.ring.as_ptr() as u64, max, group, 0)?;
         }
         for bid in 0..count {
-            br.recycle(bid);
+            br.push_entry(bid);
         }
         br.publish();
         Ok(br)
@@ -147,7 +187,7 @@ impl BufRing {
         let old = self.count;
         self.count = (old * 2).min(self.max);
         for bid in old..self.count {
-            self.recycle(bid);
+            self.push_entry(bid);
         }
         true
     }
@@ -157,24 +197,33 @@ impl BufRing {
         self.size
     }
 
-    /// The first `len` bytes of buffer `bid`, which the kernel just filled and handed to us
-    /// in a completion. Valid until the buffer is recycled.
-    pub fn data(&mut self, bid: u16, len: usize) -> &mut [u8] {
+    /// The bytes the kernel put in `buf`'s buffer. Valid until `buf` is recycled (which
+    /// takes the token, so no slice can outlive it: this borrows the ring).
+    pub fn data(&mut self, buf: &RecvBuf) -> &mut [u8] {
         assert!(
-            bid < self.count && len <= self.size as usize,
-            "buffer id/len"
+            buf.bid < self.count && buf.len <= self.size,
+            "buffer token from another ring"
         );
-        let off = bid as usize * self.size as usize;
-        // SAFETY: `bid` came from a completion, so the kernel handed that buffer to us and
-        // will not touch it until we recycle it; the range lies inside the mapping (checked
-        // above); `&mut self` makes this the only live reference into the mapping.
-        unsafe { std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(off), len) }
+        let off = buf.bid as usize * self.size as usize;
+        // SAFETY: a `RecvBuf` exists only for a buffer the kernel handed us in a completion
+        // and that has not been recycled since (its constructor's contract; `recycle` takes
+        // it by value and it is neither Copy nor Clone), so the kernel does not write this
+        // buffer now; the range lies inside the mapping (checked above); `&mut self` makes
+        // this the only live reference into the mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(off), buf.len as usize) }
     }
 
-    /// Gives buffer `bid` back (visible to the kernel after the next [`publish`]).
+    /// Gives `buf`'s buffer back to the kernel (visible after the next [`publish`]).
     ///
     /// [`publish`]: BufRing::publish
-    pub fn recycle(&mut self, bid: u16) {
+    pub fn recycle(&mut self, buf: RecvBuf) {
+        debug_assert!(buf.bid < self.count);
+        self.push_entry(buf.bid);
+    }
+
+    /// Appends buffer `bid` to the ring (ours: a new one from `grow`, or one a
+    /// [`RecvBuf`] gave back).
+    fn push_entry(&mut self, bid: u16) {
         let idx = (self.tail & self.mask) as usize;
         // SAFETY: `idx <= mask < max`, so the entry lies inside the ring mapping; the kernel only
         // reads entries between its head and the published tail, and this one is past the
