@@ -139,8 +139,10 @@ fn worker_mode(cli: &Cli, index: Option<&str>, plugins: &[Plugin]) -> io::Result
         .filter(|&fd| fd > 2)
         .ok_or_else(|| bad(format!("bad {}", spawn::ENV_CTL_FD)))?;
     // A supervisor blocks its signals; a worker starts with the default dispositions
-    // (std's spawn resets the mask, this makes sure for any other launcher).
+    // (std's spawn resets the mask, this makes sure for any other launcher), then
+    // ignores the ones that must not end it.
     ring::handled_signals().thread_unblock()?;
+    ring::ignore_worker_signals()?;
     let ctl = take_ctl_fd(fd)?;
     let ring_handoff = match std::env::var(spawn::ENV_FD_HANDOFF).as_deref() {
         Ok("ring") => true,
