@@ -738,3 +738,104 @@ fn alive(pid: u32) -> bool {
             .is_some_and(|r| !r.trim_start().starts_with('Z'))
     })
 }
+
+/// The state letter of a process in /proc/<pid>/stat (R, S, T for stopped, Z, ...).
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Signals an operator sends out of habit (nginx's SIGUSR1 log reopen and SIGUSR2
+/// upgrade, SIGHUP reload; the job-control and timer signals whose default action ends
+/// or stops a process) neither end nor stop lwsd: sent to the supervisor or to a
+/// worker, everything keeps serving in the same processes, and the supervisor says
+/// what it did with SIGUSR1 and SIGUSR2. Ctrl-C and Ctrl-\ reach a terminal's whole
+/// process group: a worker ignores them (its supervisor drains it).
+#[test]
+fn operator_signals_neither_end_nor_stop_lwsd() {
+    use std::io::{BufRead, BufReader};
+    let port = support::free_port();
+    let mut child = lwsd_on(port, &["-j", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(l);
+            }
+        })
+    };
+    let l = Lwsd {
+        child,
+        port,
+        metrics_port: None,
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t = Instant::now();
+    while http_get_tcp(addr, "/").is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "lwsd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let workers = l
+        .wait_workers(2, &[], Duration::from_secs(10))
+        .expect("two workers");
+    let common = [
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGHUP,
+        libc::SIGWINCH,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGALRM,
+        libc::SIGPROF,
+        libc::SIGPIPE,
+        libc::SIGURG,
+    ];
+    let to_worker_only = [libc::SIGINT, libc::SIGQUIT];
+    let targets = [(l.pid(), "supervisor"), (workers[1], "worker")];
+    for (pid, who) in targets {
+        let sigs = common.iter().chain(if who == "worker" {
+            &to_worker_only[..]
+        } else {
+            &[]
+        });
+        for &sig in sigs {
+            signal(pid, sig);
+            // Time for a default action (termination, stop) to take effect.
+            std::thread::sleep(Duration::from_millis(50));
+            for p in std::iter::once(l.pid()).chain(workers.iter().copied()) {
+                let st = proc_state(p);
+                assert!(
+                    matches!(st, Some('R' | 'S' | 'D')),
+                    "signal {sig} to the {who}: process {p} is {st:?}"
+                );
+            }
+            assert_eq!(l.worker_pids().len(), 2, "signal {sig} to the {who}");
+            for _ in 0..4 {
+                assert_eq!(
+                    http_get_tcp(addr, "/").map(|r| r.0).ok(),
+                    Some(200),
+                    "signal {sig} to the {who}"
+                );
+            }
+        }
+    }
+    let mut now = l.worker_pids();
+    now.sort_unstable();
+    let mut before = workers.clone();
+    before.sort_unstable();
+    assert_eq!(now, before, "no worker was restarted");
+    let st = l.terminate();
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    reader.join().unwrap();
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("SIGUSR1: no log files to reopen"), "{log}");
+    assert!(
+        log.contains("SIGUSR2: binary upgrade not supported"),
+        "{log}"
+    );
+}

@@ -45,10 +45,10 @@ pub struct Cli {
     #[arg(short = 'r', long = "resource-path", value_name = "DIR", value_parser = parse_dir)]
     pub resource_path: Option<PathBuf>,
 
-    /// Prometheus endpoint address, or `off`.
-    #[arg(long = "metrics-addr", value_name = "ADDR|off", default_value = "127.0.0.1:9464",
-          value_parser = parse_metrics_addr)]
-    pub metrics_addr: MetricsAddr,
+    /// Prometheus endpoint address, or `off` [default: 127.0.0.1:9464, skipped with a
+    /// warning when taken].
+    #[arg(long = "metrics-addr", value_name = "ADDR|off", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<MetricsAddr>,
 
     /// WebSocket protocol for clients that name none.
     #[arg(long = "ws-default", value_name = "PROTOCOL", value_parser = parse_protocol)]
@@ -122,6 +122,23 @@ pub enum FdHandoff {
 /// `--metrics-addr`: where the Prometheus endpoint listens, if anywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricsAddr(pub Option<SocketAddr>);
+
+/// The Prometheus endpoint when `--metrics-addr` is not given (Prometheus' default
+/// exporter port range starts at 9100; 9464 is the OpenTelemetry exporter's).
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+impl Cli {
+    /// Where the Prometheus endpoint listens (`None`: off), and whether the address was
+    /// given: a taken default address only costs the metrics, a taken given one stops
+    /// lwsd.
+    pub fn metrics(&self) -> (Option<SocketAddr>, bool) {
+        match self.metrics_addr {
+            Some(MetricsAddr(a)) => (a, true),
+            None => (Some(DEFAULT_METRICS_ADDR), false),
+        }
+    }
+}
 
 fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
     if s.eq_ignore_ascii_case("off") {
@@ -242,9 +259,11 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.port, 7681);
         assert_eq!(
-            c.metrics_addr,
-            MetricsAddr(Some("127.0.0.1:9464".parse().unwrap()))
+            c.metrics(),
+            (Some("127.0.0.1:9464".parse().unwrap()), false)
         );
+        let c = parse(&["--metrics-addr", "127.0.0.1:9464"]).unwrap();
+        assert_eq!(c.metrics(), (Some("127.0.0.1:9464".parse().unwrap()), true));
         assert_eq!(c.grace(), Duration::from_secs(10));
         assert!(c.worker_count() >= 1);
         assert_eq!(
@@ -292,7 +311,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.worker_count(), 3);
-        assert_eq!(c.metrics_addr, MetricsAddr(None));
+        assert_eq!(c.metrics(), (None, true));
         assert_eq!(
             c.listeners(),
             vec![

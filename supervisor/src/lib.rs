@@ -84,9 +84,16 @@ fn supervise(cli: &Cli) -> io::Result<()> {
         listen::bind_all(&cli.listeners(), cli.defer_accept).map_err(|e| io::Error::other(e.0))?;
     let workers = cli.worker_count();
     let metrics = metrics::Metrics::new(workers);
-    if let Some(addr) = cli.metrics_addr.0 {
+    let (metrics_addr, explicit) = cli.metrics();
+    if let Some(addr) = metrics_addr {
         match metrics::serve(addr, metrics.handle()) {
             Ok(a) => log!(NOTICE, "metrics on http://{a}/metrics"),
+            // The default address taken (a second lwsd on this host, another exporter):
+            // serving matters more than the metrics nobody asked for by name.
+            Err(e) if !explicit => log!(
+                WARN,
+                "cannot serve metrics on {addr} ({e}); serving without metrics (choose another address with --metrics-addr)"
+            ),
             Err(e) => {
                 listen::remove_unix_sockets(&listeners);
                 return Err(io::Error::new(
@@ -139,8 +146,10 @@ fn worker_mode(cli: &Cli, index: Option<&str>, plugins: &[Plugin]) -> io::Result
         .filter(|&fd| fd > 2)
         .ok_or_else(|| bad(format!("bad {}", spawn::ENV_CTL_FD)))?;
     // A supervisor blocks its signals; a worker starts with the default dispositions
-    // (std's spawn resets the mask, this makes sure for any other launcher).
+    // (std's spawn resets the mask, this makes sure for any other launcher), then
+    // ignores the ones that must not end it.
     ring::handled_signals().thread_unblock()?;
+    ring::ignore_worker_signals()?;
     let ctl = take_ctl_fd(fd)?;
     let ring_handoff = match std::env::var(spawn::ENV_FD_HANDOFF).as_deref() {
         Ok("ring") => true,

@@ -305,6 +305,9 @@ pub struct Conn<'a> {
     pub(crate) out: &'a mut dyn Sink,
     pub(crate) flags: &'a mut ConnFlags,
     pub(crate) vhost: Vhost<'a>,
+    /// Payload bytes the callback queued with `write`/`write_shared` (for
+    /// `lwsd_ws_bytes_total{direction="tx"}`).
+    pub(crate) written: u64,
 }
 
 impl<'a> Conn<'a> {
@@ -347,13 +350,18 @@ impl<'a> Conn<'a> {
             WriteKind::Binary => (DataKind::Binary, false),
             WriteKind::Continuation => (DataKind::Binary, true),
         };
-        self.with_writer(|ws, out| ws.send_frame_into(dk, cont, fin, data, out))
+        let len = data.len() as u64;
+        self.with_writer(|ws, out| ws.send_frame_into(dk, cont, fin, data, out))?;
+        self.written += len;
+        Ok(())
     }
 
     /// Sends a whole message encoded once for many connections (a broadcast: the bytes
     /// are shared, not copied). Only inside `writeable`, once.
     pub fn write_shared(&mut self, frame: &SharedFrame) -> Result<(), WriteError> {
-        self.with_writer(|ws, out| ws.send_shared_into(frame, out))
+        self.with_writer(|ws, out| ws.send_shared_into(frame, out))?;
+        self.written += frame.payload.len() as u64;
+        Ok(())
     }
 
     fn with_writer(

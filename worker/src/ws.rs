@@ -63,8 +63,10 @@ impl WsRole {
                 shared: &mut app.plugin,
                 protocol: self.proto,
             },
+            written: 0,
         };
         let r = f(proto.as_mut(), &mut conn, session.as_mut());
+        app.stats.wire.ws_bytes_tx += conn.written;
         self.flags.in_writeable = false;
         Some(r)
     }
@@ -89,6 +91,7 @@ impl WsRole {
                 shared: &mut app.plugin,
                 protocol: self.proto,
             },
+            written: 0,
         };
         match proto.established(&mut conn) {
             Ok(s) => {
@@ -186,6 +189,7 @@ impl Role for WsRole {
                     shared: &mut app.plugin,
                     protocol: self.proto,
                 },
+                written: 0,
             };
             if let Err(c) = proto.receive(&mut conn, session.as_mut(), payload, info) {
                 self.flags.close = Some(Box::new(c));

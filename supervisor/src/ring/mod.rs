@@ -1,8 +1,8 @@
 //! The supervisor's event loop, on its own io_uring (DESIGN.md section 1).
 //!
 //! One ring watches everything: a multishot accept per listener, a multishot poll per
-//! worker control socket, a multishot poll on a signalfd (SIGTERM, SIGINT, SIGHUP,
-//! SIGCHLD) and a periodic timeout. Each pass over the completion queue collects the
+//! worker control socket, a multishot poll on a signalfd ([`handled_signals`]) and a
+//! periodic timeout. Each pass over the completion queue collects the
 //! accepted fds, chooses a worker for each (fewest live connections, [`crate::policy`]),
 //! and sends each worker's share as one `SendMsg` op with up to 64 fds in SCM_RIGHTS;
 //! when that completes the supervisor's copies are closed with `Close` ops that ride in
@@ -274,17 +274,57 @@ pub struct Supervisor {
 
 /// The signals the loop takes through its signalfd. They must be blocked in every
 /// thread, so [`block_signals`] runs before any thread is started.
+///
+/// Besides the ones it acts on (SIGTERM, SIGINT and SIGQUIT stop, SIGCHLD reaps), every
+/// signal an operator may send out of habit and whose default action would end or stop
+/// the process is taken here and only logged: SIGHUP (nginx: reload), SIGUSR1 (nginx:
+/// reopen logs; lws' test server uses it too), SIGUSR2 (nginx: binary upgrade),
+/// SIGALRM, SIGPROF, SIGTTIN and SIGTTOU (the last two would stop the whole server, and
+/// blocked they let a background lwsd write to its terminal). SIGWINCH and SIGURG are
+/// ignored by default; SIGPIPE is ignored by Rust's runtime.
 pub fn handled_signals() -> SigSet {
     let mut s = SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        s.add(sig);
+    for sig in STOP_SIGNALS
+        .iter()
+        .chain(LOGGED_SIGNALS)
+        .chain(&[Signal::SIGCHLD])
+    {
+        s.add(*sig);
     }
     s
+}
+
+/// Signals that stop lwsd gracefully (nginx's SIGQUIT is its graceful stop too).
+const STOP_SIGNALS: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT];
+
+/// Signals the supervisor only logs (see [`handled_signals`]).
+const LOGGED_SIGNALS: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGPROF,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+/// Makes a worker ignore every signal that reaches it only by accident or habit: the
+/// ones the supervisor merely logs ([`LOGGED_SIGNALS`]), and SIGINT and SIGQUIT, which a
+/// terminal's Ctrl-C and Ctrl-\ send to the whole process group: the supervisor gets
+/// them too and tells each worker to drain, so a worker dying at once would only cut
+/// its in-flight requests short. SIGTERM keeps its default: `kill <worker pid>` ends
+/// that worker, and the supervisor starts a new one.
+pub fn ignore_worker_signals() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, signal};
+    for sig in LOGGED_SIGNALS
+        .iter()
+        .chain(&[Signal::SIGINT, Signal::SIGQUIT])
+    {
+        // SAFETY: SIG_IGN installs no handler code, so nothing can run in signal context;
+        // called once at worker start, before the loop or any thread exists.
+        unsafe { signal(*sig, SigHandler::SigIgn) }?;
+    }
+    Ok(())
 }
 
 /// Blocks [`handled_signals`] in the calling thread (and threads it starts later).
@@ -534,10 +574,20 @@ impl Supervisor {
         loop {
             match self.signals.read_signal() {
                 Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_shutdown(now),
+                    Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
+                        self.begin_shutdown(now)
+                    }
                     Ok(Signal::SIGHUP) => log!(NOTICE, "SIGHUP: reload not yet supported"),
+                    Ok(Signal::SIGUSR1) => log!(
+                        NOTICE,
+                        "SIGUSR1: no log files to reopen (lwsd logs to stderr; no access log yet)"
+                    ),
+                    Ok(Signal::SIGUSR2) => {
+                        log!(NOTICE, "SIGUSR2: binary upgrade not supported yet; ignored")
+                    }
                     Ok(Signal::SIGCHLD) => self.reap_children(now),
-                    _ => {}
+                    Ok(sig) => log!(NOTICE, "{sig}: ignored"),
+                    Err(_) => log!(NOTICE, "signal {}: ignored", info.ssi_signo),
                 },
                 Ok(None) => return,
                 Err(e) => {

@@ -138,6 +138,15 @@ fn process_rss_bytes() -> u64 {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    // x86-64 and aarch64 Linux default page size; statm counts pages.
-    pages * 4096
+    // statm counts pages, whose size is not always 4 KiB (aarch64 kernels with 16 or
+    // 64 KiB pages, ppc64le): asked once.
+    static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let page = *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: sysconf reads a constant of the C library; no memory of ours.
+        match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 => n as u64,
+            _ => 4096,
+        }
+    });
+    pages * page
 }
