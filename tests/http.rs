@@ -36,7 +36,8 @@ fn start(d: &TempDir, extra: &[&str]) -> Lwsd {
 #[test]
 fn hostile_request_corpus_gets_the_expected_status_and_the_server_keeps_serving() {
     let d = docroot();
-    let s = start(&d, &[]);
+    // A short body timeout: the stalled-body cases get their 408 in a second.
+    let s = start(&d, &["--body-timeout", "1"]);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus/http");
     let index = std::fs::read_to_string(format!("{dir}/expected.txt")).unwrap();
     let mut n = 0;
@@ -228,6 +229,71 @@ fn a_slow_request_head_gets_408() {
     let _ = c.read_to_end(&mut r);
     assert_eq!(split_response(&r).0, 408, "{}", String::from_utf8_lossy(&r));
     assert!(t.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn a_slow_upload_that_keeps_coming_outlives_the_header_timeout() {
+    // The head deadline (1 s) ends with the head; the body trickles in over ~3 s and is
+    // answered, not cut off with 408 (nginx's client_body_timeout is between reads).
+    let d = docroot();
+    let s = start(&d, &["--header-timeout", "1", "--body-timeout", "2"]);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = format!("text={}", "a".repeat(295));
+    c.write_all(
+        format!(
+            "POST /formtest HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    for piece in body.as_bytes().chunks(25) {
+        std::thread::sleep(Duration::from_millis(250));
+        c.write_all(piece).unwrap();
+    }
+    assert!(t.elapsed() > Duration::from_millis(2500));
+    let mut r = Vec::new();
+    let _ = c.read_to_end(&mut r);
+    let (st, head, page) = split_response(&r);
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        String::from_utf8_lossy(&page).contains(&"a".repeat(295)),
+        "the whole body was read"
+    );
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_after_the_body_timeout() {
+    let d = docroot();
+    let s = start(&d, &["--body-timeout", "1"]);
+    for target in ["/small.txt", "/formtest"] {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: a\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 100\r\n\r\ntext=half"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let t = Instant::now();
+        let mut r = Vec::new();
+        let _ = c.read_to_end(&mut r);
+        let (st, head, _) = split_response(&r);
+        assert_eq!(st, 408, "{target}: {head}");
+        assert!(header(&head, "date").is_some(), "{head}");
+        // Well before the 10 s header timeout: the body timer decided.
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{target}: {took:?}"
+        );
+    }
 }
 
 #[test]

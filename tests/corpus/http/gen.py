@@ -67,6 +67,10 @@ CASES = [
     ("044-chunk-ext-nul", 400, post(b"Transfer-Encoding: chunked\r\n", b"5;a=\x00\r\nhello\r\n0\r\n\r\n")),
     ("045-chunk-over-body-limit", 413, post(b"Transfer-Encoding: chunked\r\n", b"1000001\r\nhello\r\n")),
     ("046-chunk-empty-size", 400, post(b"Transfer-Encoding: chunked\r\n", b";ext\r\nhello\r\n0\r\n\r\n")),
+    # A body that stops halfway: 408 once it has been silent for --body-timeout (the
+    # end-to-end run uses 1 s), however long the head deadline is.
+    ("068-stalled-body", 408, post(b"Content-Length: 100\r\n", b"half a body")),
+    ("069-stalled-chunked-body", 408, post(b"Transfer-Encoding: chunked\r\n", b"64\r\nhalf a chunk")),
     ("047-chunk-0x-prefix", 400, post(b"Transfer-Encoding: chunked\r\n", b"0x5\r\nhello\r\n0\r\n\r\n")),
     # Request line.
     ("050-nul-in-target", 400, get(b"/sm\x00all.txt")),

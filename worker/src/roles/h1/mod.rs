@@ -267,6 +267,16 @@ impl H1Server {
         matches!(self.state, State::Head)
     }
 
+    /// True from a head that announced a body until that body's end has been reported:
+    /// the connection waits for body bytes (its idle timer is the body timeout, not the
+    /// header or keep-alive one).
+    pub fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::Length { .. } | State::Chunked(_) | State::BodyEnd
+        )
+    }
+
     pub fn limits(&self) -> &H1Limits {
         &self.limits
     }

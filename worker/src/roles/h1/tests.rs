@@ -323,6 +323,34 @@ fn content_length_body_then_next_request() {
 }
 
 #[test]
+fn in_body_from_the_head_to_the_body_end() {
+    // The connection's idle timer follows this: head deadline, then body idle timeout.
+    let mut s = H1Server::default();
+    assert!(!s.in_body());
+    let req = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n";
+    let f = s.feed(req);
+    assert!(matches!(f.event, Event::Head(_)));
+    assert!(s.in_body(), "waiting for the body");
+    assert!(matches!(s.feed(b"ab").event, Event::Body(b"ab")));
+    assert!(s.in_body());
+    assert!(matches!(s.feed(b"cd").event, Event::Body(b"cd")));
+    assert!(matches!(s.feed(b"").event, Event::BodyEnd));
+    assert!(!s.in_body(), "between requests");
+    // A chunked body, and a head without a body.
+    let f = s.feed(b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert!(matches!(f.event, Event::Head(_)));
+    assert!(s.in_body());
+    let f = s.feed(b"0\r\n\r\n");
+    assert!(matches!(f.event, Event::BodyEnd));
+    assert!(!s.in_body());
+    assert!(matches!(
+        s.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").event,
+        Event::Head(_)
+    ));
+    assert!(!s.in_body());
+}
+
+#[test]
 fn zero_length_body_has_no_body_events() {
     let e = drive(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(e, vec![head(Method::Post, "/", BodyKind::Length(0))]);
