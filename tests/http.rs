@@ -185,6 +185,76 @@ fn keep_alive_head_date_server_and_conditional_get() {
 }
 
 #[test]
+fn preconditions_give_412_and_a_stale_if_range_the_whole_file() {
+    let d = docroot();
+    // Last changed long ago (1,700,000,000 s after the epoch): its Last-Modified is a
+    // strong validator (RFC 9110 8.8.2.2), so If-Range may use it.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(d.path().join("www/small.txt"))
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .unwrap();
+    let s = start(&d, &[]);
+    let (st, head, _) = s.get("/small.txt");
+    assert_eq!(st, 200);
+    let etag = header(&head, "etag").unwrap().to_string();
+    let lm = header(&head, "last-modified").unwrap().to_string();
+    assert_eq!(lm, "Tue, 14 Nov 2023 22:13:20 GMT");
+    let old = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let ask = |fields: &str| {
+        let r = s.request(
+            format!("GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{fields}\r\n")
+                .as_bytes(),
+        );
+        split_response(&r)
+    };
+    for (fields, want) in [
+        (format!("If-Match: {etag}\r\n"), 200),
+        ("If-Match: *\r\n".to_string(), 200),
+        ("If-Match: \"other\"\r\n".to_string(), 412),
+        (format!("If-Match: W/{etag}\r\n"), 412),
+        (format!("If-Unmodified-Since: {old}\r\n"), 412),
+        (format!("If-Unmodified-Since: {lm}\r\n"), 200),
+        // RFC 9110 13.2.2: If-Unmodified-Since only without If-Match.
+        (
+            format!("If-Match: {etag}\r\nIf-Unmodified-Since: {old}\r\n"),
+            200,
+        ),
+        // A failed precondition comes before If-None-Match's 304.
+        (
+            format!("If-Match: \"other\"\r\nIf-None-Match: {etag}\r\n"),
+            412,
+        ),
+        (format!("If-None-Match: {etag}\r\n"), 304),
+        // If-Range: a matching validator gives the range, a stale one the whole file.
+        (format!("Range: bytes=0-4\r\nIf-Range: {etag}\r\n"), 206),
+        (
+            "Range: bytes=0-4\r\nIf-Range: \"stale\"\r\n".to_string(),
+            200,
+        ),
+        (format!("Range: bytes=0-4\r\nIf-Range: W/{etag}\r\n"), 200),
+        (format!("Range: bytes=0-4\r\nIf-Range: {lm}\r\n"), 206),
+        (format!("Range: bytes=0-4\r\nIf-Range: {old}\r\n"), 200),
+    ] {
+        let (st, head, body) = ask(&fields);
+        assert_eq!(st, want, "{fields:?}: {head}");
+        match want {
+            200 => assert_eq!(body, b"hello world\n", "{fields:?}"),
+            206 => assert_eq!(body, b"hello", "{fields:?}"),
+            412 => {
+                assert!(header(&head, "date").is_some(), "{head}");
+                assert!(String::from_utf8_lossy(&body).contains("412"));
+            }
+            _ => {}
+        }
+    }
+    // An If-Range date one second off Last-Modified is no exact match: whole file.
+    let (st, _, body) = ask("Range: bytes=0-4\r\nIf-Range: Tue, 14 Nov 2023 22:13:21 GMT\r\n");
+    assert_eq!((st, body.as_slice()), (200, &b"hello world\n"[..]));
+}
+
+#[test]
 fn expect_continue_and_chunked_upload_to_a_static_file_get_405_and_keep_alive() {
     let d = docroot();
     let s = start(&d, &[]);

@@ -242,6 +242,8 @@ impl HttpConn {
                     head_only,
                     path,
                     query: head.query(),
+                    if_match: head.get(Hdr::IfMatch),
+                    if_unmodified_since: head.get(Hdr::IfUnmodifiedSince),
                     if_none_match: head.get(Hdr::IfNoneMatch),
                     if_modified_since: head.get(Hdr::IfModifiedSince),
                     range: head.get(Hdr::Range),

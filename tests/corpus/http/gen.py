@@ -31,6 +31,15 @@ CASES = [
     ("015-unknown-method", 501, get(b"/small.txt", method=b"FOO")),
     ("016-lowercase-method", 501, get(b"/small.txt", method=b"get")),
     ("017-host-with-port", 200, b"GET /small.txt HTTP/1.1\r\nHost: localhost:7681\r\n\r\n"),
+    # Preconditions (RFC 9110 13.1, evaluated in the order of 13.2.2).
+    ("082-if-match-other", 412, get(b"/small.txt", b'If-Match: "not-the-etag"\r\n')),
+    ("083-if-match-weak", 412, get(b"/small.txt", b'If-Match: W/"not-the-etag"\r\n')),
+    ("084-if-match-star", 200, get(b"/small.txt", b"If-Match: *\r\n")),
+    ("085-if-unmodified-since-old", 412, get(b"/small.txt", b"If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n")),
+    ("086-if-unmodified-since-bad-date", 200, get(b"/small.txt", b"If-Unmodified-Since: yesterday\r\n")),
+    ("087-if-match-before-if-none-match", 412, get(b"/small.txt", b'If-Match: "x"\r\nIf-None-Match: *\r\n')),
+    ("088-if-range-stale", 200, get(b"/small.txt", b'Range: bytes=0-4\r\nIf-Range: "stale"\r\n')),
+    ("089-if-range-old-date", 200, get(b"/small.txt", b"Range: bytes=0-4\r\nIf-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n")),
     # Request smuggling: message framing (RFC 9112 6.1, 6.3).
     ("020-cl-and-te", 400, post(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n")),
     ("021-te-and-cl", 400, post(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", b"0\r\n\r\n")),

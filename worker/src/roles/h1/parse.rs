@@ -123,6 +123,8 @@ pub enum Hdr {
     IfRange,
     IfModifiedSince,
     IfNoneMatch,
+    IfMatch,
+    IfUnmodifiedSince,
     AcceptEncoding,
     Origin,
     Cookie,
@@ -418,6 +420,10 @@ fn classify(name: &[u8]) -> Option<Class> {
         (6, b'e') => (b"expect", Class::Expect),
         (7, b'r') => (b"referer", Class::Known(Hdr::Referer)),
         (7, b'u') => (b"upgrade", Class::Upgrade),
+        // Two names share (8, 'i'): the fourth byte tells them apart.
+        (8, b'i') if name.get(3).is_some_and(|&b| b | 0x20 == b'm') => {
+            (b"if-match", Class::Known(Hdr::IfMatch))
+        }
         (8, b'i') => (b"if-range", Class::Known(Hdr::IfRange)),
         (10, b'u') => (b"user-agent", Class::Known(Hdr::UserAgent)),
         (10, b'c') => (b"connection", Class::Connection),
@@ -430,6 +436,7 @@ fn classify(name: &[u8]) -> Option<Class> {
         (17, b'i') => (b"if-modified-since", Class::Known(Hdr::IfModifiedSince)),
         (17, b's') => (b"sec-websocket-key", Class::Known(Hdr::SecWebSocketKey)),
         (17, b't') => (b"transfer-encoding", Class::TransferEncoding),
+        (19, b'i') => (b"if-unmodified-since", Class::Known(Hdr::IfUnmodifiedSince)),
         (21, b's') => (
             b"sec-websocket-version",
             Class::Known(Hdr::SecWebSocketVersion),

@@ -220,6 +220,33 @@ fn simple_get_fields_and_lookup() {
 }
 
 #[test]
+fn conditional_fields_are_located() {
+    // if-match and if-range share length and first letter; each lands in its own slot.
+    let req = b"GET / HTTP/1.1\r\nHost: h\r\nIF-MATCH: \"a\"\r\nIf-Range: \"b\"\r\n\
+If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nIf-None-Match: \"c\"\r\n\
+If-Modified-Since: x\r\nIf-Matcx: no\r\n\r\n";
+    let mut s = H1Server::default();
+    let Event::Head(h) = s.feed(req).event else {
+        panic!("no head")
+    };
+    assert_eq!(h.get(Hdr::IfMatch), Some(&b"\"a\""[..]));
+    assert_eq!(h.get(Hdr::IfRange), Some(&b"\"b\""[..]));
+    assert_eq!(
+        h.get(Hdr::IfUnmodifiedSince),
+        Some(&b"Sun, 06 Nov 1994 08:49:37 GMT"[..])
+    );
+    assert_eq!(h.get(Hdr::IfNoneMatch), Some(&b"\"c\""[..]));
+    assert_eq!(h.get(Hdr::IfModifiedSince), Some(&b"x"[..]));
+    let Event::Head(h) = H1Server::default()
+        .feed(b"GET / HTTP/1.1\r\nHost: h\r\nIf-Rangf: 1\r\nIf-Match2: 2\r\n\r\n")
+        .event
+    else {
+        panic!("no head")
+    };
+    assert_eq!((h.get(Hdr::IfMatch), h.get(Hdr::IfRange)), (None, None));
+}
+
+#[test]
 fn no_query_and_empty_query() {
     let e = drive(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(e, vec![head(Method::Get, "/p", BodyKind::None)]);
