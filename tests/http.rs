@@ -36,7 +36,8 @@ fn start(d: &TempDir, extra: &[&str]) -> Lwsd {
 #[test]
 fn hostile_request_corpus_gets_the_expected_status_and_the_server_keeps_serving() {
     let d = docroot();
-    let s = start(&d, &[]);
+    // A short body timeout: the stalled-body cases get their 408 in a second.
+    let s = start(&d, &["--body-timeout", "1"]);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus/http");
     let index = std::fs::read_to_string(format!("{dir}/expected.txt")).unwrap();
     let mut n = 0;
@@ -184,6 +185,76 @@ fn keep_alive_head_date_server_and_conditional_get() {
 }
 
 #[test]
+fn preconditions_give_412_and_a_stale_if_range_the_whole_file() {
+    let d = docroot();
+    // Last changed long ago (1,700,000,000 s after the epoch): its Last-Modified is a
+    // strong validator (RFC 9110 8.8.2.2), so If-Range may use it.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(d.path().join("www/small.txt"))
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .unwrap();
+    let s = start(&d, &[]);
+    let (st, head, _) = s.get("/small.txt");
+    assert_eq!(st, 200);
+    let etag = header(&head, "etag").unwrap().to_string();
+    let lm = header(&head, "last-modified").unwrap().to_string();
+    assert_eq!(lm, "Tue, 14 Nov 2023 22:13:20 GMT");
+    let old = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let ask = |fields: &str| {
+        let r = s.request(
+            format!("GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{fields}\r\n")
+                .as_bytes(),
+        );
+        split_response(&r)
+    };
+    for (fields, want) in [
+        (format!("If-Match: {etag}\r\n"), 200),
+        ("If-Match: *\r\n".to_string(), 200),
+        ("If-Match: \"other\"\r\n".to_string(), 412),
+        (format!("If-Match: W/{etag}\r\n"), 412),
+        (format!("If-Unmodified-Since: {old}\r\n"), 412),
+        (format!("If-Unmodified-Since: {lm}\r\n"), 200),
+        // RFC 9110 13.2.2: If-Unmodified-Since only without If-Match.
+        (
+            format!("If-Match: {etag}\r\nIf-Unmodified-Since: {old}\r\n"),
+            200,
+        ),
+        // A failed precondition comes before If-None-Match's 304.
+        (
+            format!("If-Match: \"other\"\r\nIf-None-Match: {etag}\r\n"),
+            412,
+        ),
+        (format!("If-None-Match: {etag}\r\n"), 304),
+        // If-Range: a matching validator gives the range, a stale one the whole file.
+        (format!("Range: bytes=0-4\r\nIf-Range: {etag}\r\n"), 206),
+        (
+            "Range: bytes=0-4\r\nIf-Range: \"stale\"\r\n".to_string(),
+            200,
+        ),
+        (format!("Range: bytes=0-4\r\nIf-Range: W/{etag}\r\n"), 200),
+        (format!("Range: bytes=0-4\r\nIf-Range: {lm}\r\n"), 206),
+        (format!("Range: bytes=0-4\r\nIf-Range: {old}\r\n"), 200),
+    ] {
+        let (st, head, body) = ask(&fields);
+        assert_eq!(st, want, "{fields:?}: {head}");
+        match want {
+            200 => assert_eq!(body, b"hello world\n", "{fields:?}"),
+            206 => assert_eq!(body, b"hello", "{fields:?}"),
+            412 => {
+                assert!(header(&head, "date").is_some(), "{head}");
+                assert!(String::from_utf8_lossy(&body).contains("412"));
+            }
+            _ => {}
+        }
+    }
+    // An If-Range date one second off Last-Modified is no exact match: whole file.
+    let (st, _, body) = ask("Range: bytes=0-4\r\nIf-Range: Tue, 14 Nov 2023 22:13:21 GMT\r\n");
+    assert_eq!((st, body.as_slice()), (200, &b"hello world\n"[..]));
+}
+
+#[test]
 fn expect_continue_and_chunked_upload_to_a_static_file_get_405_and_keep_alive() {
     let d = docroot();
     let s = start(&d, &[]);
@@ -228,6 +299,71 @@ fn a_slow_request_head_gets_408() {
     let _ = c.read_to_end(&mut r);
     assert_eq!(split_response(&r).0, 408, "{}", String::from_utf8_lossy(&r));
     assert!(t.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn a_slow_upload_that_keeps_coming_outlives_the_header_timeout() {
+    // The head deadline (1 s) ends with the head; the body trickles in over ~3 s and is
+    // answered, not cut off with 408 (nginx's client_body_timeout is between reads).
+    let d = docroot();
+    let s = start(&d, &["--header-timeout", "1", "--body-timeout", "2"]);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = format!("text={}", "a".repeat(295));
+    c.write_all(
+        format!(
+            "POST /formtest HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    for piece in body.as_bytes().chunks(25) {
+        std::thread::sleep(Duration::from_millis(250));
+        c.write_all(piece).unwrap();
+    }
+    assert!(t.elapsed() > Duration::from_millis(2500));
+    let mut r = Vec::new();
+    let _ = c.read_to_end(&mut r);
+    let (st, head, page) = split_response(&r);
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        String::from_utf8_lossy(&page).contains(&"a".repeat(295)),
+        "the whole body was read"
+    );
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_after_the_body_timeout() {
+    let d = docroot();
+    let s = start(&d, &["--body-timeout", "1"]);
+    for target in ["/small.txt", "/formtest"] {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: a\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 100\r\n\r\ntext=half"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let t = Instant::now();
+        let mut r = Vec::new();
+        let _ = c.read_to_end(&mut r);
+        let (st, head, _) = split_response(&r);
+        assert_eq!(st, 408, "{target}: {head}");
+        assert!(header(&head, "date").is_some(), "{head}");
+        // Well before the 10 s header timeout: the body timer decided.
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{target}: {took:?}"
+        );
+    }
 }
 
 #[test]

@@ -78,6 +78,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub header_timeout: Option<u64>,
 
+    /// Seconds a request body may go without a byte arriving [default: 60].
+    #[arg(long = "body-timeout", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub body_timeout: Option<u64>,
+
     /// Largest WebSocket message accepted, in bytes (bigger: close 1009) [default: 16 MiB].
     #[arg(long = "ws-max-message", value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
@@ -222,6 +227,9 @@ impl Cli {
         if let Some(s) = self.header_timeout {
             c.header_timeout = Duration::from_secs(s);
         }
+        if let Some(s) = self.body_timeout {
+            c.body_timeout = Duration::from_secs(s);
+        }
         if let Some(n) = self.ws_max_message {
             c.ws_max_message = n;
         }
@@ -277,6 +285,7 @@ mod tests {
         let d = WorkerConfig::default();
         assert_eq!(w.keepalive_timeout, d.keepalive_timeout);
         assert_eq!(w.header_timeout, d.header_timeout);
+        assert_eq!(w.body_timeout, Duration::from_secs(60));
         assert_eq!(w.resource_dir, None);
         assert_eq!(w.log_level, 7);
     }
@@ -308,6 +317,8 @@ mod tests {
             "5",
             "--header-timeout",
             "2",
+            "--body-timeout",
+            "3",
         ])
         .unwrap();
         assert_eq!(c.worker_count(), 3);
@@ -326,6 +337,7 @@ mod tests {
         assert_eq!(w.log_level, 1023);
         assert_eq!(w.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(w.header_timeout, Duration::from_secs(2));
+        assert_eq!(w.body_timeout, Duration::from_secs(3));
         assert_eq!(c.grace(), Duration::ZERO);
         let long = parse(&[
             "--port",
@@ -358,6 +370,8 @@ mod tests {
         rejects(&["--grace", "86401"], "--grace");
         rejects(&["--keepalive-timeout", "0"], "--keepalive-timeout");
         rejects(&["--header-timeout", "0"], "--header-timeout");
+        rejects(&["--body-timeout", "0"], "--body-timeout");
+        rejects(&["--body-timeout", "86401"], "--body-timeout");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct WorkerConfig {
     pub server_string: String,
     /// How long a client may take to send a complete request head before it gets 408.
     pub header_timeout: Duration,
+    /// Longest silence between two reads of a request body before it gets 408 (nginx's
+    /// `client_body_timeout`). Not a bound on the whole body: a slow upload that keeps
+    /// moving is never cut off.
+    pub body_timeout: Duration,
     /// How long an idle keep-alive connection is kept (lwsws `keepalive-timeout`).
     pub keepalive_timeout: Duration,
     /// The protocol a WebSocket client that names none gets (`--ws-default`, lws pvo `default`).
@@ -55,6 +59,8 @@ impl Default for WorkerConfig {
             // nginx's client_header_timeout default is 60 s; lws uses 5 s for the whole
             // handshake. 10 s keeps slow mobile clients working while bounding slowloris.
             header_timeout: Duration::from_secs(10),
+            // nginx's client_body_timeout default: 60 s between two reads.
+            body_timeout: Duration::from_secs(60),
             // nginx keepalive_timeout default: 75 s; lws' keepalive-timeout: 5 s. lwsd
             // follows lwsws's spirit for a server expected to hold many connections.
             keepalive_timeout: Duration::from_secs(60),

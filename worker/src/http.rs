@@ -10,9 +10,11 @@
 //! that pipelines faster than it reads).
 //!
 //! Timers: a request head must be complete within `header_timeout` of its first byte
-//! (else 408 and close: slowloris); an idle keep-alive connection is closed after
-//! `keepalive_timeout`; a response that makes no progress for [`SEND_TIMEOUT_MS`] is
-//! abandoned.
+//! (else 408 and close: slowloris); once the head is complete, a request body may go
+//! `body_timeout` between two reads (else 408 and close; nginx's `client_body_timeout`,
+//! so a slow upload that keeps moving is never cut off); an idle keep-alive connection
+//! is closed after `keepalive_timeout`; a response that makes no progress for
+//! [`SEND_TIMEOUT_MS`] is abandoned.
 
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
@@ -58,6 +60,7 @@ pub struct HttpShared {
     pub server: Bytes,
     pub limits: h1::H1Limits,
     pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
     pub keepalive_ms: u64,
     /// Response heads are written here and split off as `Bytes`: one allocation serves
     /// many heads.
@@ -72,6 +75,7 @@ impl HttpShared {
             server: Bytes::from(cfg.server_string.clone()),
             limits: h1::H1Limits::default(),
             header_timeout_ms: cfg.header_timeout.as_millis() as u64,
+            body_timeout_ms: cfg.body_timeout.as_millis() as u64,
             keepalive_ms: cfg.keepalive_timeout.as_millis() as u64,
             scratch: BytesMut::new(),
         }
@@ -171,9 +175,13 @@ impl HttpConn {
         let http = cx.app.http.as_ref().expect("http state");
         if self.streaming.is_some() {
             *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
-        } else if partial_head || !self.h1.is_idle() {
+        } else if partial_head {
             let started = *self.head_started.get_or_insert(cx.now_ms);
             *cx.deadline = started + http.header_timeout_ms;
+        } else if self.h1.in_body() {
+            // An idle timer, restarted by every read: the head deadline ended with the
+            // head, and a body as slow as it likes is fine while it keeps coming.
+            *cx.deadline = cx.now_ms + http.body_timeout_ms;
         } else {
             self.head_started = None;
             *cx.deadline = cx.now_ms + http.keepalive_ms;
@@ -234,6 +242,8 @@ impl HttpConn {
                     head_only,
                     path,
                     query: head.query(),
+                    if_match: head.get(Hdr::IfMatch),
+                    if_unmodified_since: head.get(Hdr::IfUnmodifiedSince),
                     if_none_match: head.get(Hdr::IfNoneMatch),
                     if_modified_since: head.get(Hdr::IfModifiedSince),
                     range: head.get(Hdr::Range),
@@ -720,8 +730,9 @@ impl Role for HttpConn {
         if self.streaming.is_some() || !cx.out.is_empty() {
             return Flow::Abort; // the client stopped reading
         }
-        if self.head_started.is_some() {
-            // RFC 9110 15.5.9: 408 for a request not completed in time, then close.
+        if self.head_started.is_some() || self.h1.in_body() {
+            // RFC 9110 15.5.9: 408 for a request not completed in time (a head past
+            // `--header-timeout`, a body silent for `--body-timeout`), then close.
             let now_unix = cx.app.now_unix;
             let http = cx.app.http.as_mut().expect("http state");
             let date = *http.date.get(now_unix);

@@ -12,8 +12,9 @@
 //!   [`path`]), then an open that the kernel keeps beneath the root (`fs.rs`);
 //! - directories: `dir/` serves the index file or 404 (no listings), `dir` is a 301 to
 //!   `dir/` (RFC 9110 15.4.2);
-//! - validators: ETag and Last-Modified, 304 by RFC 9110 13.1.1-13.1.3 in the order
-//!   of 13.2.2 ([`validators`], [`date`]);
+//! - validators: ETag and Last-Modified; 412 by If-Match / If-Unmodified-Since and 304
+//!   by If-None-Match / If-Modified-Since (RFC 9110 13.1.1-13.1.4), evaluated in the
+//!   order of 13.2.2 ([`validators`], [`date`]);
 //! - single byte ranges, 206/416, If-Range (RFC 9110 14, 13.1.5; [`range`]);
 //! - an LRU cache of small files' content and big files' descriptors (`cache.rs`);
 //! - MIME types by extension ([`crate::mount::mime`]) plus configured extras.
@@ -68,6 +69,8 @@ pub struct FileRequest<'a> {
     pub path: &'a [u8],
     /// The query (after `?`, without it), kept on the directory redirect like nginx.
     pub query: Option<&'a [u8]>,
+    pub if_match: Option<&'a [u8]>,
+    pub if_unmodified_since: Option<&'a [u8]>,
     pub if_none_match: Option<&'a [u8]>,
     pub if_modified_since: Option<&'a [u8]>,
     pub range: Option<&'a [u8]>,
@@ -96,7 +99,7 @@ pub enum FileBody {
 /// The mount's answer. The caller adds Date/Server/Connection and writes the head.
 #[derive(Debug, Clone)]
 pub struct FileResponse {
-    /// 200, 206, 301, 304, 400, 403, 404, 414, 416 or 500.
+    /// 200, 206, 301, 304, 400, 403, 404, 412, 414, 416 or 500.
     pub status: u16,
     /// Content-Type; `None` for 301 and 304 (which have no content).
     pub content_type: Option<Bytes>,
@@ -267,6 +270,7 @@ fn error_page(status: u16) -> &'static [u8] {
         400 => page!("400", "Bad Request"),
         403 => page!("403", "Forbidden"),
         404 => page!("404", "Not Found"),
+        412 => page!("412", "Precondition Failed"),
         414 => page!("414", "URI Too Long"),
         416 => page!("416", "Range Not Satisfiable"),
         _ => page!("500", "Internal Server Error"),
@@ -337,9 +341,25 @@ fn redirect(rel: &[u8], req: &FileRequest<'_>) -> FileResponse {
 }
 
 /// Answers `req` from a representation: conditionals, then range, then body.
+/// Preconditions are evaluated only here, where the answer without them would be 2xx
+/// (RFC 9110 13.2.1): a 404 or 301 stays one whatever they say.
 fn respond(rep: &Rep, req: &FileRequest<'_>) -> FileResponse {
-    // RFC 9110 13.2.2 steps 3 and 4: If-None-Match, and only when it is absent,
-    // If-Modified-Since; a match on GET/HEAD is 304 (15.4.5), with the validators.
+    // RFC 9110 13.2.2 step 1: If-Match (strong comparison, `*` matches the existing
+    // file); step 2, only without If-Match: If-Unmodified-Since. False is 412
+    // (15.5.13): the client's copy is not the one it wants to act on.
+    let precondition_ok = match (req.if_match, req.if_unmodified_since) {
+        (Some(im), _) => validators::match_matches(im, &rep.etag),
+        (None, Some(ius)) => validators::unmodified_since(ius, rep.mtime),
+        (None, None) => true,
+    };
+    if !precondition_ok {
+        let mut r = error_response(412, req.head_only);
+        r.etag = Some(rep.etag.clone());
+        r.last_modified = Some(rep.last_modified.clone());
+        return r;
+    }
+    // Steps 3 and 4: If-None-Match, and only when it is absent, If-Modified-Since; a
+    // match on GET/HEAD is 304 (15.4.5), with the validators.
     let not_modified = match (req.if_none_match, req.if_modified_since) {
         (Some(inm), _) => validators::none_match_matches(inm, &rep.etag),
         (None, Some(ims)) => validators::not_modified_since(ims, rep.mtime),

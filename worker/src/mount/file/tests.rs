@@ -359,6 +359,78 @@ fn etag_and_304() {
 }
 
 #[test]
+fn if_match_and_if_unmodified_since_give_412_in_rfc_order() {
+    let t = site();
+    let mut m = mount(&t);
+    let r = m.serve(&get("/a.txt"));
+    let etag = r.etag.clone().unwrap();
+    let lm = r.last_modified.clone().unwrap();
+    let meta = std::fs::metadata(t.root().join("a.txt")).unwrap();
+    let weak = [b"W/", &etag[..]].concat();
+    let earlier = date::fmt_http_date(meta.mtime() as u64 - 1);
+    let list = [b"\"nope\", ", &etag[..]].concat();
+    type Case<'a> = (
+        Option<&'a [u8]>,
+        Option<&'a [u8]>,
+        Option<&'a [u8]>,
+        Option<&'a [u8]>,
+        u16,
+    );
+    // (If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since, status)
+    let cases: [Case<'_>; 14] = [
+        (Some(&etag), None, None, None, 200),
+        (Some(&list), None, None, None, 200),
+        (Some(b"*"), None, None, None, 200),
+        (Some(b"\"nope\""), None, None, None, 412),
+        // RFC 9110 13.1.1: If-Match uses the strong comparison.
+        (Some(&weak), None, None, None, 412),
+        (None, Some(&lm), None, None, 200),
+        (None, Some(&earlier), None, None, 412),
+        (None, Some(b"not a date"), None, None, 200),
+        // Step 2 only without If-Match: a matching If-Match overrides an old date.
+        (Some(&etag), Some(&earlier), None, None, 200),
+        // Steps 1-2 before 3-4: a failed precondition wins over a 304.
+        (Some(b"\"nope\""), None, Some(&etag), None, 412),
+        (None, Some(&earlier), None, Some(&lm), 412),
+        // Passed preconditions, then If-None-Match / If-Modified-Since as before.
+        (Some(&etag), None, Some(&etag), None, 304),
+        (None, Some(&lm), None, Some(&lm), 304),
+        (Some(b"*"), None, Some(b"\"nope\""), Some(&lm), 200),
+    ];
+    for (im, ius, inm, ims, want) in cases {
+        let r = m.serve(&FileRequest {
+            if_match: im,
+            if_unmodified_since: ius,
+            if_none_match: inm,
+            if_modified_since: ims,
+            ..get("/a.txt")
+        });
+        assert_eq!(r.status, want, "{im:?} {ius:?} {inm:?} {ims:?}");
+        if want == 412 {
+            assert!(!body(&r).is_empty());
+            assert!(r.content_range.is_none());
+        }
+    }
+    // A failed precondition also wins over a range (step 5 comes last), and HEAD gets no
+    // body.
+    let r = m.serve(&FileRequest {
+        if_match: Some(b"\"nope\""),
+        range: Some(b"bytes=0-1"),
+        head_only: true,
+        ..get("/a.txt")
+    });
+    assert_eq!(r.status, 412);
+    assert!(matches!(r.body, FileBody::Empty));
+    // RFC 9110 13.2.1: preconditions do not turn a 404 into a 412 (If-Match: * is false
+    // without a representation, but the answer without it is not 2xx).
+    let r = m.serve(&FileRequest {
+        if_match: Some(b"*"),
+        ..get("/missing.txt")
+    });
+    assert_eq!(r.status, 404);
+}
+
+#[test]
 fn ranges() {
     let t = site();
     let mut m = mount(&t);

@@ -1,5 +1,6 @@
 //! Entity tags and the conditional-request checks of RFC 9110 13 that a static file
-//! server needs: If-None-Match (weak comparison, `*`), If-Modified-Since, If-Range.
+//! server needs: If-Match (strong comparison, `*`), If-Unmodified-Since, If-None-Match
+//! (weak comparison, `*`), If-Modified-Since, If-Range.
 //!
 //! ETags are nginx's shape, `"<mtime hex>-<size hex>"`, for files (cheap, stable across
 //! restarts and identical in every worker), and `"<fnv64 hex>-<size hex>"` of the
@@ -75,6 +76,26 @@ fn any_tag(field: &[u8], mut f: impl FnMut(&[u8], bool) -> bool) -> bool {
     }
 }
 
+/// If-Match (RFC 9110 13.1.1): true when the field is `*` (the file exists: the mount
+/// only asks when it does) or lists `etag` by the strong comparison (8.8.3.2: both
+/// tags strong and their opaque-tags equal). False means 412.
+pub fn match_matches(field: &[u8], etag: &[u8]) -> bool {
+    if field.trim_ascii() == b"*" {
+        return true;
+    }
+    if etag.starts_with(b"W/") {
+        return false;
+    }
+    any_tag(field, |tag, weak| !weak && tag == etag)
+}
+
+/// If-Unmodified-Since (RFC 9110 13.1.4): false (412) when the field is a valid date
+/// and the file was modified after it. An invalid date (or a list of dates) is
+/// ignored: true.
+pub fn unmodified_since(field: &[u8], mtime: u64) -> bool {
+    parse_http_date(field).is_none_or(|since| mtime <= since)
+}
+
 /// If-None-Match (RFC 9110 13.1.2): true when the field matches `etag` by the weak
 /// comparison (8.8.3.2: opaque-tags equal, either or both may be weak), or is `*`.
 pub fn none_match_matches(field: &[u8], etag: &[u8]) -> bool {
@@ -146,6 +167,39 @@ mod tests {
             "malformed list"
         );
         assert!(!none_match_matches(b"\"\"", e));
+    }
+
+    #[test]
+    fn if_match_strong_comparison() {
+        let e = b"\"abc-1\"";
+        assert!(match_matches(b"\"abc-1\"", e));
+        assert!(match_matches(b"\"x\", \"abc-1\"", e));
+        assert!(match_matches(b" * ", e));
+        assert!(
+            !match_matches(b"W/\"abc-1\"", e),
+            "a weak tag never matches"
+        );
+        assert!(!match_matches(b"\"abc-1\"", b"W/\"abc-1\""));
+        assert!(!match_matches(b"\"abc-2\"", e));
+        assert!(!match_matches(b"abc-1", e));
+        assert!(!match_matches(b"", e));
+        assert!(!match_matches(b"\"x\"junk, \"abc-1\"", e));
+    }
+
+    #[test]
+    fn if_unmodified_since() {
+        let t = 784_111_777;
+        assert!(unmodified_since(b"Sun, 06 Nov 1994 08:49:37 GMT", t));
+        assert!(unmodified_since(b"Sun, 06 Nov 1994 08:49:38 GMT", t));
+        assert!(!unmodified_since(b"Sun, 06 Nov 1994 08:49:36 GMT", t));
+        assert!(unmodified_since(b"garbage", t), "ignored");
+        assert!(
+            unmodified_since(
+                b"Sun, 06 Nov 1994 08:49:36 GMT, Sun, 06 Nov 1994 08:49:36 GMT",
+                t
+            ),
+            "a list is ignored"
+        );
     }
 
     #[test]

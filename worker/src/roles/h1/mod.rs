@@ -98,7 +98,8 @@ pub enum ErrorKind {
     DuplicateHost,
     /// Host value not `uri-host [":" port]` (RFC 9112 3.2) -> 400.
     BadHost,
-    /// Content-Length not digits, or differing values (RFC 9112 6.3 rule 5) -> 400.
+    /// Content-Length not one run of digits: a list (`1, 1`), an empty element, or the
+    /// field repeated (RFC 9110 8.6, RFC 9112 6.3 rule 5: rejected, not merged) -> 400.
     BadContentLength,
     /// Both Content-Length and Transfer-Encoding (RFC 9112 6.1) -> 400.
     ContentLengthWithTransferEncoding,
@@ -264,6 +265,16 @@ impl H1Server {
     /// connection may be closed without cutting a request in half.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Head)
+    }
+
+    /// True from a head that announced a body until that body's end has been reported:
+    /// the connection waits for body bytes (its idle timer is the body timeout, not the
+    /// header or keep-alive one).
+    pub fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::Length { .. } | State::Chunked(_) | State::BodyEnd
+        )
     }
 
     pub fn limits(&self) -> &H1Limits {
