@@ -9,7 +9,11 @@
 //! A peer that sends more makes the kernel set `MSG_CTRUNC` (it closes the ones that
 //! did not fit); a packet larger than the caller's buffer sets `MSG_TRUNC`. Both are
 //! errors, and the descriptors that did arrive are closed before returning, so a bad
-//! peer cannot leak fds into this process. Descriptors are received with
+//! peer cannot leak fds into this process. The kernel also sets `MSG_CTRUNC` when the
+//! receiver is out of descriptors (EMFILE, scm_detach_fds): it installs those that
+//! fit, in order, and closes the rest. Then fewer than [`MAX_FDS_PER_MSG`] arrived, and
+//! that is no error: the packet comes back with the fds that made it, fewer than it
+//! announces, and the caller accounts for the rest (see [`recv`]). Descriptors are received with
 //! `MSG_CMSG_CLOEXEC` so they never leak into a child process either.
 //!
 //! The control buffer is parsed here rather than through nix's iterator because nix
@@ -78,7 +82,10 @@ pub fn send(sock: BorrowedFd<'_>, msg: &[u8], fds: &[BorrowedFd<'_>]) -> io::Res
 /// packet), `Ok(Some(len))` for a packet. A non-blocking socket with nothing queued
 /// gives `ErrorKind::WouldBlock`. A packet longer than `buf` or carrying more than
 /// [`MAX_FDS_PER_MSG`] fds is an `InvalidData` error, after closing every fd received
-/// with it; `fds` is unchanged on any error.
+/// with it; `fds` is unchanged on any error. When this process ran out of descriptors
+/// (EMFILE) while the kernel installed them, the packet is returned with the fds that
+/// were installed (the first ones; the kernel closed the others): the caller compares
+/// their count with what the packet announces.
 pub fn recv(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -100,7 +107,12 @@ pub fn recv(
     };
     let start = fds.len();
     take_rights(&cmsg, fds);
-    if flags.intersects(MsgFlags::MSG_CTRUNC | MsgFlags::MSG_TRUNC) {
+    // Out of descriptors, not too many: the kernel stopped installing before our
+    // buffer was full (it fills it completely when a packet carries too many).
+    let out_of_fds = flags.contains(MsgFlags::MSG_CTRUNC)
+        && !flags.contains(MsgFlags::MSG_TRUNC)
+        && fds.len() - start < MAX_FDS_PER_MSG;
+    if flags.intersects(MsgFlags::MSG_CTRUNC | MsgFlags::MSG_TRUNC) && !out_of_fds {
         // Dropping the OwnedFds closes them.
         fds.truncate(start);
         return Err(io::Error::new(
@@ -256,6 +268,44 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(fds.is_empty());
         assert_eq!(open_fds(), before, "received fds leaked");
+    }
+
+    /// A receiver out of descriptors (EMFILE) gets the packet with the fds that fit, not
+    /// an error saying the peer sent too many.
+    #[test]
+    fn out_of_descriptors_keeps_the_packet_and_the_fds_that_fit() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let _serial = serial();
+        let (a, b) = pair(SockFlag::empty());
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let ten = [r.as_fd(); 10];
+        send(a.as_fd(), b"z", &ten).unwrap();
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // A limit that leaves exactly three descriptor numbers free, not ten.
+        let open: Vec<u64> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .collect();
+        let mut limit = 0;
+        let mut free = 0;
+        while free < 3 {
+            if !open.contains(&limit) {
+                free += 1;
+            }
+            limit += 1;
+        }
+        setrlimit(Resource::RLIMIT_NOFILE, limit, hard).unwrap();
+        let mut buf = [0u8; 8];
+        let mut fds = Vec::new();
+        let got = recv(b.as_fd(), &mut buf, &mut fds);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+        assert_eq!(got.unwrap(), Some(1));
+        assert_eq!(&buf[..1], b"z");
+        assert!(
+            !fds.is_empty() && fds.len() < 10,
+            "{} of 10 fds arrived",
+            fds.len()
+        );
     }
 
     #[test]

@@ -21,8 +21,9 @@
 //! - `Shutdown` (0x02): `u32 grace_ms`.
 //! - `Bus` (0x03 / 0x43): `u8 channel_len`, channel (UTF-8), `u16 origin`, `u64 seq`,
 //!   `u32 payload_len`, payload.
-//! - `Hello` (0x41): `u16 index`, `u32 pid`, `i32 ring_fd`: the number of the worker's
-//!   io_uring fd in the worker, or -1. With one, new connections may be sent straight into
+//! - `Hello` (0x41): `u16 index`, `u32 pid`, `u32 max_conns` (how many connections the
+//!   worker can hold within its descriptor limit), `i32 ring_fd`: the number of the
+//!   worker's io_uring fd in the worker, or -1. With one, new connections may be sent straight into
 //!   its fixed-file table with `IORING_OP_MSG_RING` ([`crate::handoff`]); the supervisor
 //!   takes the fd with pidfd_getfd(2), since Linux refuses io_uring fds in SCM_RIGHTS.
 //! - `Stats` (0x42): the [`WorkerStats`] fields in declaration order, fixed size.
@@ -38,7 +39,7 @@ use std::fmt;
 pub const MAGIC: [u8; 2] = *b"LW";
 /// Wire version; bumped on any incompatible change. Supervisor and workers are the same
 /// binary, so a mismatch means a corrupted or foreign packet, and it is rejected.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Magic + version + type.
 pub const HEADER_LEN: usize = 4;
 
@@ -116,9 +117,16 @@ pub enum PeerAddr {
 /// Worker → supervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FromWorker {
-    /// First message of a worker, once its loop is ready. `ring_fd`: its io_uring's fd
-    /// number (-1: none), for connections by `MSG_RING` ([`crate::handoff`]).
-    Hello { index: u16, pid: u32, ring_fd: i32 },
+    /// First message of a worker, once its loop is ready. `max_conns`: the connections
+    /// it can hold within its open-files limit (the supervisor hands it no more).
+    /// `ring_fd`: its io_uring's fd number (-1: none), for connections by `MSG_RING`
+    /// ([`crate::handoff`]).
+    Hello {
+        index: u16,
+        pid: u32,
+        max_conns: u32,
+        ring_fd: i32,
+    },
     /// A snapshot, pushed every ~250 ms and on demand.
     Stats(WorkerStats),
     /// Publish to every worker; the supervisor relays in order per publisher.
@@ -331,11 +339,13 @@ impl FromWorker {
             FromWorker::Hello {
                 index,
                 pid,
+                max_conns,
                 ring_fd,
             } => {
                 header(out, T_HELLO);
                 out.extend_from_slice(&index.to_le_bytes());
                 out.extend_from_slice(&pid.to_le_bytes());
+                out.extend_from_slice(&max_conns.to_le_bytes());
                 out.extend_from_slice(&ring_fd.to_le_bytes());
                 Ok(())
             }
@@ -373,6 +383,7 @@ impl FromWorker {
             T_HELLO => FromWorker::Hello {
                 index: r.u16()?,
                 pid: r.u32()?,
+                max_conns: r.u32()?,
                 ring_fd: match r.u32()? as i32 {
                     fd if fd >= -1 => fd,
                     fd => return Err(DecodeError::BadRingFd(fd)),
@@ -611,6 +622,7 @@ mod tests {
         FromWorker::Hello {
             index: 1,
             pid: 2,
+            max_conns: 3,
             ring_fd: 7,
         }
         .encode(&mut buf)
@@ -712,11 +724,13 @@ mod tests {
         rt_from(FromWorker::Hello {
             index: 0,
             pid: 0,
+            max_conns: 0,
             ring_fd: -1,
         });
         rt_from(FromWorker::Hello {
             index: u16::MAX,
             pid: u32::MAX,
+            max_conns: u32::MAX,
             ring_fd: i32::MAX,
         });
         rt_from(FromWorker::Stats(WorkerStats::default()));
@@ -766,6 +780,7 @@ mod tests {
         FromWorker::Hello {
             index: 1,
             pid: 2,
+            max_conns: 3,
             ring_fd: -1,
         }
         .encode(&mut hello)

@@ -46,3 +46,46 @@ macro_rules! log {
         }
     };
 }
+
+/// At most one log line a second for an event that can happen thousands of times a
+/// second (a refused connection): [`Throttle::hit`] counts each occurrence and says when
+/// a line is due, with how many occurrences it covers.
+#[derive(Default)]
+pub struct Throttle {
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Throttle {
+    /// One more occurrence at `now`; `Some(n)` when a line is due, covering `n`
+    /// occurrences (this one and those not logged since the last line).
+    pub fn hit(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn throttle_logs_once_a_second_with_the_count() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(t.hit(t0), Some(1));
+        for i in 1..500 {
+            assert_eq!(t.hit(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(t.hit(t0 + Duration::from_millis(1000)), Some(500));
+        assert_eq!(t.hit(t0 + Duration::from_millis(1001)), None);
+    }
+}

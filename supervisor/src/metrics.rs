@@ -92,6 +92,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "Accepted connections closed because no worker could take them.",
     ),
     (
+        "lwsd_connections_refused_total",
+        "Connections the supervisor answered 503 and closed, by reason (workers_full: every worker at the connections its open-files limit allows).",
+    ),
+    (
         "lwsd_bus_messages_relayed_total",
         "Bus messages the supervisor delivered to a worker.",
     ),
@@ -128,6 +132,8 @@ pub struct Metrics {
     pub live_workers: Gauge,
     pub handoffs: Counter,
     pub handoff_failures: Counter,
+    /// `lwsd_connections_refused_total{reason="workers_full"}`.
+    pub refused_workers_full: Counter,
     pub bus_relayed: Counter,
     pub bus_dropped: Counter,
 }
@@ -196,6 +202,10 @@ impl Metrics {
             live_workers: g("lwsd_workers", &[]),
             handoffs: c("lwsd_handoffs_total", &[]),
             handoff_failures: c("lwsd_handoff_failures_total", &[]),
+            refused_workers_full: c(
+                "lwsd_connections_refused_total",
+                &[("reason", "workers_full".to_owned())],
+            ),
             bus_relayed: c("lwsd_bus_messages_relayed_total", &[]),
             bus_dropped: c("lwsd_bus_messages_dropped_total", &[]),
         };

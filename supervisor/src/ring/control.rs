@@ -85,9 +85,14 @@ impl Supervisor {
             FromWorker::Hello {
                 index,
                 pid,
+                max_conns,
                 ring_fd,
             } => {
-                log!(INFO, "worker {w} ready (index {index}, pid {pid})");
+                log!(
+                    INFO,
+                    "worker {w} ready (index {index}, pid {pid}, room for {max_conns} connections)"
+                );
+                self.workers[w].max_conns = u64::from(max_conns);
                 if usize::from(index) != w {
                     log!(WARN, "worker {w} says it is index {index}");
                 }

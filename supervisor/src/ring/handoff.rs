@@ -10,7 +10,7 @@ use io_uring::{opcode, squeue, types};
 use lwsd_proto::{MAX_FDS_PER_MSG, NewConn, ToWorker};
 
 use super::{Hand, K_CLOSE, K_MSG, K_SEND, MAX_HANDOFF_ATTEMPTS, Pending, Supervisor, ud};
-use crate::log::{DEBUG, ERR};
+use crate::log::{DEBUG, ERR, WARN};
 use crate::policy::{Load, pick_least_loaded};
 
 /// `CMSG_LEN(n)` / `CMSG_SPACE(n)`.
@@ -118,11 +118,88 @@ impl Supervisor {
             return None;
         }
         let s = self.metrics.workers[w].current();
-        Some(Load {
+        let load = Load {
             live: u64::from(s.live_conns),
             assigned: wk.assigned,
             accepted: s.accepted_total,
+        };
+        (load.estimate() < wk.max_conns).then_some(load)
+    }
+
+    /// Whether some running worker holds as many connections as it has room for (the
+    /// reason no worker was picked, rather than all being down).
+    fn a_worker_is_full(&self) -> bool {
+        self.workers.iter().enumerate().any(|(w, wk)| {
+            let s = self.metrics.workers[w].current();
+            let load = Load {
+                live: u64::from(s.live_conns),
+                assigned: wk.assigned,
+                accepted: s.accepted_total,
+            };
+            wk.pid.is_some() && wk.usable && load.estimate() >= wk.max_conns
         })
+    }
+
+    /// Answers a connection no worker has room for with a 503 and closes it: its request
+    /// bytes are read first (non-blocking, and ignored) so that the close sends a FIN
+    /// rather than a reset, which could make the client drop the answer unread.
+    fn refuse(&mut self, fd: Hand) {
+        self.metrics.refused_workers_full.increment(1);
+        if let Some(n) = self.refused_log.hit(std::time::Instant::now()) {
+            log!(
+                WARN,
+                "every worker is at its connection limit (open files limit, ulimit -n): refused {n} connection(s) with 503"
+            );
+        }
+        match fd {
+            Hand::Fd(fd) => {
+                use nix::sys::socket::{MsgFlags, recv, send};
+                let raw = fd.as_raw_fd();
+                let _ = recv(raw, &mut self.refuse_scratch[..], MsgFlags::MSG_DONTWAIT);
+                let _ = send(
+                    raw,
+                    super::REFUSAL_503,
+                    MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                );
+                // (closed as `fd` drops)
+            }
+            Hand::Slot(slot) => {
+                // recv, send and close hard-linked: each runs after the one before even
+                // if that failed (no request bytes yet: EAGAIN). Their completions carry
+                // K_CLOSE and are ignored.
+                let hard = squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS;
+                let e = opcode::Recv::new(
+                    types::Fixed(slot),
+                    self.refuse_scratch.as_mut_ptr(),
+                    self.refuse_scratch.len() as u32,
+                )
+                .flags(libc::MSG_DONTWAIT)
+                .build()
+                .flags(hard)
+                .user_data(ud(K_CLOSE, 0, 0));
+                // SAFETY: the scratch buffer is boxed in `self` for the ring's life and is
+                // never read: concurrent refusals writing into it at once only mix bytes
+                // nobody looks at.
+                unsafe { self.push(&e) };
+                let e = opcode::Send::new(
+                    types::Fixed(slot),
+                    super::REFUSAL_503.as_ptr(),
+                    super::REFUSAL_503.len() as u32,
+                )
+                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                .build()
+                .flags(hard)
+                .user_data(ud(K_CLOSE, 0, 0));
+                // SAFETY: the answer is a `static` byte string.
+                unsafe { self.push(&e) };
+                let e = opcode::Close::new(types::Fixed(slot))
+                    .build()
+                    .flags(squeue::Flags::SKIP_SUCCESS)
+                    .user_data(ud(K_CLOSE, 0, 0));
+                // SAFETY: a close reads no user memory.
+                unsafe { self.push(&e) };
+            }
+        }
     }
 
     /// Queues a connection for the least-loaded worker, or closes it if none can take it.
@@ -135,6 +212,10 @@ impl Supervisor {
             pick_least_loaded((0..n).map(|w| self.load(w, is_slot)))
         };
         let Some(w) = pick else {
+            if self.a_worker_is_full() {
+                self.refuse(p.fd);
+                return;
+            }
             log!(DEBUG, "no worker can take a connection; closing it");
             self.metrics.handoff_failures.increment(1);
             if let Hand::Slot(s) = p.fd {

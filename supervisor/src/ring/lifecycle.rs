@@ -115,6 +115,7 @@ impl Supervisor {
                 wk.congested = false;
                 wk.ready = false;
                 wk.assigned = 0;
+                wk.max_conns = u64::MAX;
                 if restart {
                     self.metrics.workers[w].restarts.increment(1);
                 }

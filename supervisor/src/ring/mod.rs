@@ -110,6 +110,20 @@ pub const BUS_QUEUE_MAX: usize = 1024;
 /// accept fails with ENFILE and is re-armed on the next tick.
 pub const SUP_FIXED_SLOTS: u32 = 4096;
 
+/// [`SUP_FIXED_SLOTS`], or fewer when RLIMIT_NOFILE is lower: the kernel refuses a
+/// fixed-file table larger than the open-files limit (EMFILE).
+fn sup_fixed_slots() -> u32 {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(u64::from(SUP_FIXED_SLOTS), |(soft, _)| soft);
+    soft.min(u64::from(SUP_FIXED_SLOTS)) as u32
+}
+
+/// The answer to a client no worker has room for (every worker is at its open-files
+/// limit): better than a reset, it tells the client (and a load balancer) to retry.
+pub const REFUSAL_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain\r\nContent-Length: 37\r\nConnection: close\r\nRetry-After: 1\r\n\r\n\
+server at its connection limit; retry";
+
 /// Single-shot accepts kept armed per IPv4 listener (ring handoff), each with its own
 /// address buffer so the peer address comes with the accept: up to 32 connections per
 /// listener per pass, the rest wait in the backlog for the next pass.
@@ -182,6 +196,9 @@ struct Worker {
     ever_ready: bool,
     /// Connections assigned to the current process (for [`Load`](crate::policy::Load)).
     assigned: u64,
+    /// Connections the current process can hold within its open-files limit (its
+    /// Hello; unbounded until then). A worker at it is offered nothing.
+    max_conns: u64,
     /// When this index was last restarted (the initial start does not count).
     last_restart: Option<Instant>,
     restart_at: Option<Instant>,
@@ -209,6 +226,7 @@ impl Worker {
             ready: false,
             ever_ready: false,
             assigned: 0,
+            max_conns: u64::MAX,
             last_restart: None,
             restart_at: None,
             shutdown_pending: false,
@@ -270,6 +288,12 @@ pub struct Supervisor {
     ctl_buf: Vec<u8>,
     ctl_fds: Vec<OwnedFd>,
     enc: Vec<u8>,
+    /// Where refused clients' request bytes are read to (and never looked at), so the
+    /// close after the 503 is a FIN, not a reset that could discard the answer. Boxed:
+    /// the kernel writes into it while a refusal's recv is in flight.
+    refuse_scratch: Box<[u8; 4096]>,
+    /// Refusals since the last one logged (at most one line a second).
+    refused_log: crate::log::Throttle,
 }
 
 /// The signals the loop takes through its signalfd. They must be blocked in every
@@ -361,7 +385,7 @@ impl Supervisor {
         let ring_handoff = match handoff {
             crate::cli::FdHandoff::Scm => false,
             mode => match crate::pidfd::probe()
-                .and_then(|()| ring.submitter().register_files_sparse(SUP_FIXED_SLOTS))
+                .and_then(|()| ring.submitter().register_files_sparse(sup_fixed_slots()))
             {
                 Ok(()) => true,
                 Err(e) if mode == crate::cli::FdHandoff::Auto => {
@@ -430,6 +454,8 @@ impl Supervisor {
             ctl_buf: vec![0; MAX_MSG_SIZE],
             ctl_fds: Vec::new(),
             enc: Vec::with_capacity(MAX_MSG_SIZE),
+            refuse_scratch: Box::new([0; 4096]),
+            refused_log: crate::log::Throttle::default(),
         };
         for i in 0..workers {
             s.spawn(i, Instant::now(), false);

@@ -43,6 +43,9 @@ impl Loop {
             };
             match lwsd_proto::ToWorker::decode(&buf[..n]) {
                 Ok(lwsd_proto::ToWorker::NewConns(conns)) => {
+                    if fds.len() < conns.len() {
+                        fds_ran_out(conns.len() - fds.len());
+                    }
                     for (nc, fd) in conns.iter().zip(fds.drain(..)) {
                         if crate::log_enabled(16) {
                             log(
@@ -111,6 +114,31 @@ impl Loop {
         );
         self.control = None;
         self.drain(ORPHAN_GRACE);
+    }
+}
+
+/// This worker ran out of descriptors (EMFILE) receiving `lost` connections in
+/// SCM_RIGHTS: the kernel closed them (their clients see a reset). The supervisor
+/// normally refuses connections past a worker's capacity with a 503 before this can
+/// happen; this is what is left when the worker's other descriptors (files being
+/// served) ate the headroom. One line a second at most, with the count since the last.
+fn fds_ran_out(lost: usize) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static LOST: AtomicU64 = AtomicU64::new(0);
+    let total = LOST.fetch_add(lost as u64, Relaxed) + lost as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if now.saturating_sub(LAST_MS.load(Relaxed)) >= 1000 {
+        LAST_MS.store(now, Relaxed);
+        LOST.store(0, Relaxed);
+        log(
+            1,
+            &format!(
+                "out of file descriptors (EMFILE) receiving connections: {total} lost (raise the open files limit)"
+            ),
+        );
     }
 }
 

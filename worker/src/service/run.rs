@@ -11,6 +11,26 @@ use crate::config::WorkerConfig;
 /// Largest fixed-file table the kernel takes (`IORING_MAX_FIXED_FILES`).
 const MAX_FIXED_FILES: u64 = 1 << 20;
 
+/// Descriptors a worker keeps free of connections: files being served (each open for
+/// the length of its response), the file cache's revalidation, a WebSocket protocol's
+/// own files. The supervisor hands a worker no more connections than its open-files
+/// limit minus this and the descriptors it holds at start ([`max_conns`]); past that
+/// it answers new clients 503 itself instead of the worker running out (EMFILE) while
+/// receiving them, which would lose them with a reset.
+pub const FD_HEADROOM: u64 = 32;
+
+/// How many connections this worker can hold: RLIMIT_NOFILE (the fixed-file table of
+/// ring handoff has the same size) less the descriptors open now and [`FD_HEADROOM`].
+fn max_conns() -> u32 {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(u64::MAX, |(soft, _)| soft)
+        .min(MAX_FIXED_FILES);
+    // (The directory listing itself holds one more descriptor for a moment.)
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    soft.saturating_sub(open + FD_HEADROOM)
+        .clamp(1, u64::from(u32::MAX)) as u32
+}
+
 /// Runs worker `index` on the control socket `ctl` (the supervisor's SOCK_SEQPACKET end
 /// is the other side). Returns when the worker has drained, or with the error that
 /// stopped it (io_uring unavailable, a bad document root, ...).
@@ -48,6 +68,7 @@ pub fn run_worker(
     lwsd_proto::FromWorker::Hello {
         index: index as u16,
         pid: std::process::id(),
+        max_conns: max_conns(),
         ring_fd: if ring_handoff {
             l.ring_fd().as_raw_fd()
         } else {
