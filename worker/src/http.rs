@@ -73,7 +73,7 @@ impl HttpShared {
             vhost,
             date: h1::DateCache::new(),
             server: Bytes::from(cfg.server_string.clone()),
-            limits: h1::H1Limits::default(),
+            limits: cfg.h1_limits.clone(),
             header_timeout_ms: cfg.header_timeout.as_millis() as u64,
             body_timeout_ms: cfg.body_timeout.as_millis() as u64,
             keepalive_ms: cfg.keepalive_timeout.as_millis() as u64,
@@ -118,8 +118,13 @@ impl HttpShared {
 pub fn role_factory(app: &mut App) -> std::io::Result<RoleFactory> {
     let vhost = Vhost::from_config(&app.config).map_err(std::io::Error::other)?;
     app.http = Some(HttpShared::new(vhost, &app.config));
-    Ok(Box::new(|_app: &mut App, _listener| {
-        Box::new(HttpConn::new()) as Box<dyn Role>
+    Ok(Box::new(|app: &mut App, _listener| {
+        let limits = app
+            .http
+            .as_ref()
+            .map(|h| h.limits.clone())
+            .unwrap_or_default();
+        Box::new(HttpConn::new(limits)) as Box<dyn Role>
     }))
 }
 
@@ -160,9 +165,10 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    pub fn new() -> HttpConn {
+    /// A connection reading requests within `limits` (the worker's configured ones).
+    pub fn new(limits: h1::H1Limits) -> HttpConn {
         HttpConn {
-            h1: H1Server::new(h1::H1Limits::default()),
+            h1: H1Server::new(limits),
             streaming: None,
             deferred: None,
             callback: None,
@@ -591,7 +597,7 @@ impl HttpConn {
 
 impl Default for HttpConn {
     fn default() -> Self {
-        Self::new()
+        Self::new(h1::H1Limits::default())
     }
 }
 
