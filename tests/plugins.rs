@@ -622,10 +622,36 @@ fn unknown_subprotocol_gets_400_naming_it() {
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
           Sec-WebSocket-Protocol: no-such-proto\r\n\r\n",
     );
-    let (status, _, body) = split_response(&r);
+    let (status, head, body) = split_response(&r);
     assert_eq!(status, 400);
     let body = String::from_utf8_lossy(&body);
     assert!(body.contains("no-such-proto"), "{body}");
+    // Like every other answer: Date and Server, a body of the length given, and the
+    // connection closes after it.
+    assert!(
+        header(&head, "date").is_some_and(|d| d.ends_with(" GMT")),
+        "{head}"
+    );
+    assert!(
+        header(&head, "server").is_some_and(|s| s.starts_with("lwsd")),
+        "{head}"
+    );
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    assert_eq!(
+        header(&head, "content-length").and_then(|l| l.parse::<usize>().ok()),
+        Some(body.len()),
+        "{head}"
+    );
+    // A missing version is 426 with Sec-WebSocket-Version: 13 (RFC 6455 4.4), same head.
+    let r = s.request(
+        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    let (status, head, _) = split_response(&r);
+    assert_eq!(status, 426, "{head}");
+    assert_eq!(header(&head, "sec-websocket-version"), Some("13"), "{head}");
+    assert!(header(&head, "date").is_some(), "{head}");
+    assert!(header(&head, "server").is_some(), "{head}");
 }
 
 #[test]

@@ -467,7 +467,17 @@ impl HttpConn {
                 Some(Flow::Upgrade(Box::new(WsRole::new(ws, proto))))
             }
             Err(e) => {
-                cx.out.push(Bytes::from(e.response()));
+                // The server's own head (Date, Server, Connection: close) like every
+                // other answer, with the handshake's fields and reason as the body.
+                let now_unix = cx.app.now_unix;
+                let http = cx.app.http.as_mut().expect("http state");
+                let len = ResponseBody::Length(e.why.len() as u64);
+                let version = head.version;
+                cx.out
+                    .push(http.head(now_unix, e.status, version, false, len, e.headers()));
+                if head.method != Method::Head {
+                    cx.out.push(Bytes::from(e.why.into_owned()));
+                }
                 count_status(cx.app, e.status);
                 self.closing = true;
                 self.h1.close();
