@@ -22,7 +22,7 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::App;
-use crate::api::{HttpAnswer, HttpRequest, HttpResponse, Vhost as PluginVhost};
+use crate::api::{ConnId, HttpAnswer, HttpRequest, HttpResponse, Vhost as PluginVhost};
 use crate::mount::file::{FileBody, FileRequest, FileResponse};
 use crate::roles::h1::{
     self, CONTINUE_100, Event, H1Server, Hdr, Method, RequestHeadRef, ResponseBody, ResponseHead,
@@ -647,7 +647,7 @@ impl Role for HttpConn {
                                 protocol: cb.proto,
                             };
                             if p.http_body(&mut vh, session.as_mut(), chunk).is_err() {
-                                self.callback = None;
+                                // The session stays: `on_closed` hands it to `closed`.
                                 flow = Flow::Abort;
                                 break;
                             }
@@ -784,5 +784,23 @@ impl Role for HttpConn {
 
     fn wants_input(&self) -> bool {
         self.streaming.is_none() && !self.closing
+    }
+
+    /// A protocol still reading a request body (peer gone, body timeout, an error, the
+    /// drain's end) gets its session back through `closed`, as a WebSocket session does
+    /// (lws' LWS_CALLBACK_CLOSED_HTTP): whatever it holds for the upload is released.
+    fn on_closed(&mut self, app: &mut App, id: ConnId) {
+        let Some(cb) = self.callback.take() else {
+            return;
+        };
+        if let CallbackKind::Read(session) = cb.kind
+            && let Some(Some(p)) = app.protocols.list.get_mut(cb.proto as usize)
+        {
+            let mut vh = PluginVhost {
+                shared: &mut app.plugin,
+                protocol: cb.proto,
+            };
+            p.closed(&mut vh, id, session);
+        }
     }
 }
