@@ -287,6 +287,57 @@ fn expect_continue_and_chunked_upload_to_a_static_file_get_405_and_keep_alive() 
 }
 
 #[test]
+fn request_limits_set_by_flags_are_honoured() {
+    let d = docroot();
+    let long_uri = format!("/{}", "a".repeat(150));
+    let headers: String = (0..6).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cookie = format!("Cookie: {}\r\n", "c".repeat(300));
+    let reqs = [
+        format!("GET {long_uri} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        format!("GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{headers}\r\n"),
+        format!("GET /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{cookie}\r\n"),
+        "POST /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
+         Content-Length: 11\r\n\r\nhello world"
+            .to_string(),
+        "POST /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
+         Transfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+            .to_string(),
+    ];
+    let statuses = |s: &Lwsd| -> Vec<u16> {
+        reqs.iter()
+            .map(|r| split_response(&s.request(r.as_bytes())).0)
+            .collect()
+    };
+    // The defaults let every one through (404 for the long path, 405 for the POSTs).
+    let s = start(&d, &[]);
+    assert_eq!(statuses(&s), [404, 200, 200, 405, 405]);
+    drop(s);
+    let s = start(
+        &d,
+        &[
+            "--max-request-line",
+            "100",
+            "--max-headers",
+            "6",
+            "--max-header-bytes",
+            "256",
+            "--max-body",
+            "10",
+        ],
+    );
+    assert_eq!(statuses(&s), [414, 431, 431, 413, 413]);
+    // Just within each limit still passes.
+    let line = format!("/{}", "a".repeat(100 - 15 - 1));
+    let r = s
+        .request(format!("GET {line} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes());
+    assert_eq!(split_response(&r).0, 404);
+    let r = s.request(
+        b"POST /small.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\nhelloworld",
+    );
+    assert_eq!(split_response(&r).0, 405);
+}
+
+#[test]
 fn a_slow_request_head_gets_408() {
     let d = docroot();
     let s = start(&d, &["--header-timeout", "1"]);

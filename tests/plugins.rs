@@ -571,6 +571,47 @@ fn formtest_answers_urlencoded_and_multipart_posts() {
     );
 }
 
+#[test]
+fn formtest_body_limit_is_a_pvo() {
+    let s = Lwsd::start(&["-j", "1", "--pvo", "protocol-post-demo:max-body=100"]);
+    let form = |n: usize| format!("text={}", "a".repeat(n - 5));
+    let ct = "application/x-www-form-urlencoded";
+    assert_eq!(post(&s, ct, form(100).as_bytes()).0, 200);
+    let (status, page) = post(&s, ct, form(101).as_bytes());
+    assert_eq!(status, 413);
+    assert!(page.contains("over 100 bytes"), "{page}");
+    // A chunked body (no length at the head) is cut at the same point.
+    let req = format!(
+        "POST /formtest HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: {ct}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n65\r\n{}\r\n0\r\n\r\n",
+        form(101)
+    );
+    assert_eq!(split_response(&s.request(req.as_bytes())).0, 413);
+}
+
+#[test]
+fn bad_pvos_stop_lwsd_at_start_naming_the_cause() {
+    for (pvo, says) in [
+        ("no-such-protocol:x=1", "no-such-protocol: no such protocol"),
+        ("protocol-post-demo:max-body=lots", "option max-body"),
+        (
+            "protocol-post-demo:max-bdoy=10",
+            "unknown option `max-bdoy`",
+        ),
+        ("protocol-post-demo", "is not PROTOCOL:NAME=VALUE"),
+    ] {
+        let out = std::process::Command::new(lwsd_bin())
+            .args(["-p", &free_port().to_string(), "--metrics-addr", "off"])
+            .args(["--pvo", pvo])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{pvo}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{pvo}: {err}");
+        assert!(err.contains("--pvo"), "{pvo}: {err}");
+    }
+}
+
 // ---- subprotocol choice ----
 
 #[test]
@@ -581,10 +622,36 @@ fn unknown_subprotocol_gets_400_naming_it() {
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
           Sec-WebSocket-Protocol: no-such-proto\r\n\r\n",
     );
-    let (status, _, body) = split_response(&r);
+    let (status, head, body) = split_response(&r);
     assert_eq!(status, 400);
     let body = String::from_utf8_lossy(&body);
     assert!(body.contains("no-such-proto"), "{body}");
+    // Like every other answer: Date and Server, a body of the length given, and the
+    // connection closes after it.
+    assert!(
+        header(&head, "date").is_some_and(|d| d.ends_with(" GMT")),
+        "{head}"
+    );
+    assert!(
+        header(&head, "server").is_some_and(|s| s.starts_with("lwsd")),
+        "{head}"
+    );
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    assert_eq!(
+        header(&head, "content-length").and_then(|l| l.parse::<usize>().ok()),
+        Some(body.len()),
+        "{head}"
+    );
+    // A missing version is 426 with Sec-WebSocket-Version: 13 (RFC 6455 4.4), same head.
+    let r = s.request(
+        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    let (status, head, _) = split_response(&r);
+    assert_eq!(status, 426, "{head}");
+    assert_eq!(header(&head, "sec-websocket-version"), Some("13"), "{head}");
+    assert!(header(&head, "date").is_some(), "{head}");
+    assert!(header(&head, "server").is_some(), "{head}");
 }
 
 #[test]

@@ -16,6 +16,12 @@ use lwsd_worker::config::{ListenerKind, WorkerConfig};
 /// per-worker control-socket buffers (1 MiB each) stay bounded.
 pub const MAX_WORKERS: u16 = 256;
 
+/// Largest `--max-request-line` and `--max-header-bytes`: the two together stay below
+/// the service loop's per-connection reassembly bound (`LoopConfig::rx_max`, 256 KiB),
+/// so a head at the limit is still read whole and judged (a larger one would stall the
+/// connection until its header timeout instead of getting 414/431).
+pub const MAX_HEAD_PART: u64 = 64 * 1024;
+
 /// Longest accepted timeout/grace value, one day: anything longer is a typo, and it keeps
 /// the millisecond conversion for the wire (`u32`) far from overflow.
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -83,6 +89,30 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub body_timeout: Option<u64>,
 
+    /// Longest HTTP request line in bytes (longer: 414) [default: 8192].
+    #[arg(long = "max-request-line", value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(64..=MAX_HEAD_PART))]
+    pub max_request_line: Option<u64>,
+
+    /// Most HTTP request header fields (more: 431) [default: 64].
+    #[arg(long = "max-headers", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=lwsd_worker::roles::h1::HEADER_SLOTS as u64))]
+    pub max_headers: Option<u64>,
+
+    /// Most bytes of HTTP request header fields (more: 431) [default: 16384].
+    #[arg(long = "max-header-bytes", value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(64..=MAX_HEAD_PART))]
+    pub max_header_bytes: Option<u64>,
+
+    /// Largest HTTP request body in bytes (bigger: 413) [default: 16 MiB].
+    #[arg(long = "max-body", value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(0..=(1u64 << 40)))]
+    pub max_body: Option<u64>,
+
+    /// A protocol's per-vhost option (lws pvo), `PROTOCOL:NAME=VALUE`; repeatable.
+    #[arg(long = "pvo", value_name = "PROTOCOL:NAME=VALUE", value_parser = parse_pvo)]
+    pub pvo: Vec<Pvo>,
+
     /// Largest WebSocket message accepted, in bytes (bigger: close 1009) [default: 16 MiB].
     #[arg(long = "ws-max-message", value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)))]
@@ -114,6 +144,30 @@ pub struct Cli {
     #[arg(long = "defer-accept", value_name = "SECS", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub defer_accept: u32,
+}
+
+/// One `--pvo PROTOCOL:NAME=VALUE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pvo {
+    pub protocol: String,
+    pub name: String,
+    pub value: String,
+}
+
+fn parse_pvo(s: &str) -> Result<Pvo, String> {
+    let shape = || format!("`{s}` is not PROTOCOL:NAME=VALUE");
+    let (protocol, rest) = s.split_once(':').ok_or_else(shape)?;
+    let (name, value) = rest.split_once('=').ok_or_else(shape)?;
+    let protocol = parse_protocol(protocol)?;
+    // Option names are lwsws JSON keys: printable, no spaces.
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("`{name}` in `{s}` is not an option name"));
+    }
+    Ok(Pvo {
+        protocol,
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
 }
 
 /// `--fd-handoff`.
@@ -230,6 +284,26 @@ impl Cli {
         if let Some(s) = self.body_timeout {
             c.body_timeout = Duration::from_secs(s);
         }
+        // The ranges clap enforced keep every value within usize on 64-bit targets.
+        if let Some(n) = self.max_request_line {
+            c.h1_limits.max_request_line = n as usize;
+        }
+        if let Some(n) = self.max_headers {
+            c.h1_limits.max_headers = n as usize;
+        }
+        if let Some(n) = self.max_header_bytes {
+            c.h1_limits.max_header_bytes = n as usize;
+        }
+        if let Some(n) = self.max_body {
+            c.h1_limits.max_body = n;
+        }
+        // A later --pvo for the same protocol and option wins.
+        for p in &self.pvo {
+            c.protocol_options
+                .entry(p.protocol.clone())
+                .or_default()
+                .insert(p.name.clone(), p.value.clone());
+        }
         if let Some(n) = self.ws_max_message {
             c.ws_max_message = n;
         }
@@ -286,6 +360,8 @@ mod tests {
         assert_eq!(w.keepalive_timeout, d.keepalive_timeout);
         assert_eq!(w.header_timeout, d.header_timeout);
         assert_eq!(w.body_timeout, Duration::from_secs(60));
+        assert_eq!(w.h1_limits.max_body, d.h1_limits.max_body);
+        assert!(w.protocol_options.is_empty());
         assert_eq!(w.resource_dir, None);
         assert_eq!(w.log_level, 7);
     }
@@ -319,6 +395,20 @@ mod tests {
             "2",
             "--body-timeout",
             "3",
+            "--max-request-line",
+            "100",
+            "--max-headers",
+            "5",
+            "--max-header-bytes",
+            "300",
+            "--max-body",
+            "0",
+            "--pvo",
+            "protocol-post-demo:max-body=10",
+            "--pvo",
+            "lws-mirror-protocol:ring-bytes=a=b:c",
+            "--pvo",
+            "protocol-post-demo:max-body=20",
         ])
         .unwrap();
         assert_eq!(c.worker_count(), 3);
@@ -338,6 +428,17 @@ mod tests {
         assert_eq!(w.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(w.header_timeout, Duration::from_secs(2));
         assert_eq!(w.body_timeout, Duration::from_secs(3));
+        assert_eq!(w.h1_limits.max_request_line, 100);
+        assert_eq!(w.h1_limits.max_headers, 5);
+        assert_eq!(w.h1_limits.max_header_bytes, 300);
+        assert_eq!(w.h1_limits.max_body, 0);
+        let opt = |p: &str, k: &str| w.protocol_options[p][k].as_str();
+        assert_eq!(
+            opt("protocol-post-demo", "max-body"),
+            "20",
+            "the last one wins"
+        );
+        assert_eq!(opt("lws-mirror-protocol", "ring-bytes"), "a=b:c");
         assert_eq!(c.grace(), Duration::ZERO);
         let long = parse(&[
             "--port",
@@ -372,6 +473,18 @@ mod tests {
         rejects(&["--header-timeout", "0"], "--header-timeout");
         rejects(&["--body-timeout", "0"], "--body-timeout");
         rejects(&["--body-timeout", "86401"], "--body-timeout");
+        rejects(&["--max-request-line", "63"], "--max-request-line");
+        rejects(&["--max-request-line", "65537"], "--max-request-line");
+        rejects(&["--max-headers", "0"], "--max-headers");
+        rejects(&["--max-headers", "257"], "--max-headers");
+        rejects(&["--max-header-bytes", "65537"], "--max-header-bytes");
+        rejects(&["--max-body=-1"], "--max-body");
+        rejects(&["--max-body", "1099511627777"], "--max-body");
+        rejects(&["--pvo", "no-colon"], "--pvo");
+        rejects(&["--pvo", "p:no-equals"], "--pvo");
+        rejects(&["--pvo", "a b:k=v"], "--pvo");
+        rejects(&["--pvo", "p:=v"], "--pvo");
+        rejects(&["--pvo", "p:k k=v"], "--pvo");
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub fn run_with(plugins: Vec<Plugin>) -> ExitCode {
         ));
         return ExitCode::from(2);
     }
+    if let Err(e) = check_pvos(&cli, &plugins) {
+        lwsd_worker::stderr_line(format_args!("lwsd: --pvo: {e}"));
+        return ExitCode::from(2);
+    }
     if let Some(index) = std::env::var_os(spawn::ENV_WORKER_INDEX) {
         return match worker_mode(&cli, index.to_str(), &plugins) {
             Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +77,28 @@ pub fn run_with(plugins: Vec<Plugin>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--pvo` names a protocol that exists and options it takes, with valid values: found
+/// here, before any worker starts (a worker refusing its options would exit and be
+/// restarted forever). The protocols are created once to let each judge its options.
+fn check_pvos(cli: &Cli, plugins: &[Plugin]) -> Result<(), String> {
+    let cfg = cli.worker_config();
+    if cfg.protocol_options.is_empty() {
+        return Ok(());
+    }
+    if let Some(p) = cfg
+        .protocol_options
+        .keys()
+        .find(|p| !plugins.iter().any(|pl| pl.name == p.as_str()))
+    {
+        let names: Vec<&str> = plugins.iter().map(|p| p.name).collect();
+        return Err(format!(
+            "{p}: no such protocol (have: {})",
+            names.join(", ")
+        ));
+    }
+    lwsd_worker::api::Protocols::new(plugins, &cfg.protocol_options, None, 0, cfg.workers).map(drop)
 }
 
 fn supervise(cli: &Cli) -> io::Result<()> {

@@ -519,7 +519,10 @@ pub trait Protocol: 'static {
         Ok(())
     }
 
-    /// The connection is gone (LWS_CALLBACK_CLOSED); the session is handed back.
+    /// The connection is gone (LWS_CALLBACK_CLOSED); the session is handed back. Also
+    /// for a session of [`HttpAnswer::ReadBody`] whose connection closed before the body
+    /// was complete (LWS_CALLBACK_CLOSED_HTTP): `http_body_completion` is then never
+    /// called.
     fn closed(&mut self, _vhost: &mut Vhost<'_>, _id: ConnId, _session: Self::Session) {}
 
     /// Another thread called `cancel_service()` or `post()` (LWS_CALLBACK_EVENT_WAIT_CANCELLED).

@@ -28,6 +28,10 @@ pub struct WorkerConfig {
     /// `client_body_timeout`). Not a bound on the whole body: a slow upload that keeps
     /// moving is never cut off.
     pub body_timeout: Duration,
+    /// What an HTTP/1.1 request may hold: request line (414), header count and bytes
+    /// (431), body (413) (`--max-request-line`, `--max-headers`, `--max-header-bytes`,
+    /// `--max-body`).
+    pub h1_limits: crate::roles::h1::H1Limits,
     /// How long an idle keep-alive connection is kept (lwsws `keepalive-timeout`).
     pub keepalive_timeout: Duration,
     /// The protocol a WebSocket client that names none gets (`--ws-default`, lws pvo `default`).
@@ -61,6 +65,7 @@ impl Default for WorkerConfig {
             header_timeout: Duration::from_secs(10),
             // nginx's client_body_timeout default: 60 s between two reads.
             body_timeout: Duration::from_secs(60),
+            h1_limits: crate::roles::h1::H1Limits::default(),
             // nginx keepalive_timeout default: 75 s; lws' keepalive-timeout: 5 s. lwsd
             // follows lwsws's spirit for a server expected to hold many connections.
             keepalive_timeout: Duration::from_secs(60),

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::App;
-use crate::api::{HttpAnswer, HttpRequest, HttpResponse, Vhost as PluginVhost};
+use crate::api::{ConnId, HttpAnswer, HttpRequest, HttpResponse, Vhost as PluginVhost};
 use crate::mount::file::{FileBody, FileRequest, FileResponse};
 use crate::roles::h1::{
     self, CONTINUE_100, Event, H1Server, Hdr, Method, RequestHeadRef, ResponseBody, ResponseHead,
@@ -73,7 +73,7 @@ impl HttpShared {
             vhost,
             date: h1::DateCache::new(),
             server: Bytes::from(cfg.server_string.clone()),
-            limits: h1::H1Limits::default(),
+            limits: cfg.h1_limits.clone(),
             header_timeout_ms: cfg.header_timeout.as_millis() as u64,
             body_timeout_ms: cfg.body_timeout.as_millis() as u64,
             keepalive_ms: cfg.keepalive_timeout.as_millis() as u64,
@@ -118,8 +118,13 @@ impl HttpShared {
 pub fn role_factory(app: &mut App) -> std::io::Result<RoleFactory> {
     let vhost = Vhost::from_config(&app.config).map_err(std::io::Error::other)?;
     app.http = Some(HttpShared::new(vhost, &app.config));
-    Ok(Box::new(|_app: &mut App, _listener| {
-        Box::new(HttpConn::new()) as Box<dyn Role>
+    Ok(Box::new(|app: &mut App, _listener| {
+        let limits = app
+            .http
+            .as_ref()
+            .map(|h| h.limits.clone())
+            .unwrap_or_default();
+        Box::new(HttpConn::new(limits)) as Box<dyn Role>
     }))
 }
 
@@ -160,9 +165,10 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    pub fn new() -> HttpConn {
+    /// A connection reading requests within `limits` (the worker's configured ones).
+    pub fn new(limits: h1::H1Limits) -> HttpConn {
         HttpConn {
-            h1: H1Server::new(h1::H1Limits::default()),
+            h1: H1Server::new(limits),
             streaming: None,
             deferred: None,
             callback: None,
@@ -461,7 +467,17 @@ impl HttpConn {
                 Some(Flow::Upgrade(Box::new(WsRole::new(ws, proto))))
             }
             Err(e) => {
-                cx.out.push(Bytes::from(e.response()));
+                // The server's own head (Date, Server, Connection: close) like every
+                // other answer, with the handshake's fields and reason as the body.
+                let now_unix = cx.app.now_unix;
+                let http = cx.app.http.as_mut().expect("http state");
+                let len = ResponseBody::Length(e.why.len() as u64);
+                let version = head.version;
+                cx.out
+                    .push(http.head(now_unix, e.status, version, false, len, e.headers()));
+                if head.method != Method::Head {
+                    cx.out.push(Bytes::from(e.why.into_owned()));
+                }
                 count_status(cx.app, e.status);
                 self.closing = true;
                 self.h1.close();
@@ -591,7 +607,7 @@ impl HttpConn {
 
 impl Default for HttpConn {
     fn default() -> Self {
-        Self::new()
+        Self::new(h1::H1Limits::default())
     }
 }
 
@@ -631,7 +647,7 @@ impl Role for HttpConn {
                                 protocol: cb.proto,
                             };
                             if p.http_body(&mut vh, session.as_mut(), chunk).is_err() {
-                                self.callback = None;
+                                // The session stays: `on_closed` hands it to `closed`.
                                 flow = Flow::Abort;
                                 break;
                             }
@@ -768,5 +784,23 @@ impl Role for HttpConn {
 
     fn wants_input(&self) -> bool {
         self.streaming.is_none() && !self.closing
+    }
+
+    /// A protocol still reading a request body (peer gone, body timeout, an error, the
+    /// drain's end) gets its session back through `closed`, as a WebSocket session does
+    /// (lws' LWS_CALLBACK_CLOSED_HTTP): whatever it holds for the upload is released.
+    fn on_closed(&mut self, app: &mut App, id: ConnId) {
+        let Some(cb) = self.callback.take() else {
+            return;
+        };
+        if let CallbackKind::Read(session) = cb.kind
+            && let Some(Some(p)) = app.protocols.list.get_mut(cb.proto as usize)
+        {
+            let mut vh = PluginVhost {
+                shared: &mut app.plugin,
+                protocol: cb.proto,
+            };
+            p.closed(&mut vh, id, session);
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The plugin API driven through a real service loop and real WebSocket clients
 //! (tungstenite): one write per writeable callback, no write outside it, writeable for all
 //! connections of a protocol, rx flow control stopping delivery until resumed, protocol
-//! timers, the bus (looped back when no supervisor runs), and posts from other threads
-//! reaching `event_wait_cancelled`.
+//! timers, the bus (looped back when no supervisor runs), posts from other threads
+//! reaching `event_wait_cancelled`, and `closed` for an HTTP session whose body was cut
+//! short.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lwsd_worker::App;
 use lwsd_worker::api::{
-    CbResult, Close, Conn, ConnId, FrameInfo, Plugin, Protocol, Vhost, WriteError, WriteKind,
+    CbResult, Close, Conn, ConnId, FrameInfo, HttpAnswer, HttpRequest, HttpResponse, Plugin,
+    Protocol, Vhost, WriteError, WriteKind,
 };
 use lwsd_worker::config::WorkerConfig;
 use lwsd_worker::service::{Loop, LoopConfig};
@@ -318,4 +320,156 @@ fn closed_is_called_when_the_client_goes() {
     // The fd's close rides in the next submit.
     l.run_once(Some(Duration::from_millis(5))).unwrap();
     assert_eq!(l.live(), 0);
+}
+
+// ---- an HTTP callback session cut short ----
+
+/// Reads request bodies on the `/formtest` callback mount (it takes protocol-post-demo's
+/// name to get that mount) and counts what it is told.
+#[derive(Default, Debug)]
+struct BodyLog {
+    bytes: usize,
+    completed: usize,
+    closed: usize,
+}
+
+struct BodyReader(Arc<Mutex<BodyLog>>);
+
+impl Protocol for BodyReader {
+    type Session = usize;
+
+    fn established(&mut self, _conn: &mut Conn<'_>) -> Result<usize, Close> {
+        Err(Close::new(1008, "HTTP only"))
+    }
+
+    fn http(&mut self, _vh: &mut Vhost<'_>, _req: &HttpRequest<'_>) -> HttpAnswer<usize> {
+        HttpAnswer::ReadBody(0)
+    }
+
+    fn http_body(&mut self, _vh: &mut Vhost<'_>, s: &mut usize, chunk: &[u8]) -> CbResult {
+        *s += chunk.len();
+        self.0.lock().unwrap().bytes += chunk.len();
+        Ok(())
+    }
+
+    fn http_body_completion(&mut self, _vh: &mut Vhost<'_>, _s: usize) -> HttpResponse {
+        self.0.lock().unwrap().completed += 1;
+        HttpResponse::new(200, "text/plain", Bytes::from_static(b"ok"))
+    }
+
+    fn closed(&mut self, _vh: &mut Vhost<'_>, _id: ConnId, s: usize) {
+        let mut log = self.0.lock().unwrap();
+        assert_eq!(s, log.bytes, "the session comes back as it was");
+        log.closed += 1;
+    }
+}
+
+fn body_setup(config: WorkerConfig) -> (Loop, TcpListener, Arc<Mutex<BodyLog>>) {
+    let log = Arc::new(Mutex::new(BodyLog::default()));
+    let l2 = log.clone();
+    let plugins = vec![Plugin::new(
+        lwsd_worker::plugins::post_demo::NAME,
+        move |_| Ok(BodyReader(l2.clone())),
+    )];
+    let mut app = App::new(config, 0);
+    app.install_protocols(&plugins).unwrap();
+    let factory = lwsd_worker::http::role_factory(&mut app).unwrap();
+    let l = Loop::new(LoopConfig::default(), app, factory).expect("io_uring");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    (l, listener, log)
+}
+
+/// A client that sent a POST head announcing 100 bytes and the first 50 of them, once
+/// the protocol has seen those 50.
+fn half_a_body(l: &mut Loop, listener: &TcpListener, log: &Arc<Mutex<BodyLog>>) -> TcpStream {
+    use std::io::Write;
+    let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    l.adopt(OwnedFd::from(server), 0);
+    c.write_all(b"POST /formtest HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+        .unwrap();
+    c.write_all(&[b'a'; 50]).unwrap();
+    drive(l, || log.lock().unwrap().bytes == 50);
+    c
+}
+
+#[test]
+fn an_http_body_cut_short_by_the_peer_gets_closed() {
+    let (mut l, listener, log) = body_setup(WorkerConfig::default());
+    // A whole body first: completion, no `closed` (the answer ends the request).
+    {
+        use std::io::Write;
+        let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        l.adopt(OwnedFd::from(server), 0);
+        c.write_all(
+            b"POST /formtest HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+        )
+        .unwrap();
+        drive(&mut l, || log.lock().unwrap().completed == 1);
+        let r = read_to_eof(&mut l, &mut c);
+        assert!(r.starts_with(b"HTTP/1.1 200"), "{r:?}");
+        assert_eq!(log.lock().unwrap().closed, 0);
+        log.lock().unwrap().bytes = 0;
+    }
+    // Half a body, then the client goes (a reset: linger 0).
+    let c = half_a_body(&mut l, &listener, &log);
+    nix::sys::socket::setsockopt(
+        &c,
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .unwrap();
+    drop(c);
+    drive(&mut l, || log.lock().unwrap().closed == 1);
+    // Half a body, then a clean EOF.
+    log.lock().unwrap().bytes = 0;
+    let c = half_a_body(&mut l, &listener, &log);
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    drive(&mut l, || log.lock().unwrap().closed == 2);
+    let log = log.lock().unwrap();
+    assert_eq!(log.completed, 1, "no completion for a body cut short");
+}
+
+#[test]
+fn an_http_body_cut_short_by_the_body_timeout_gets_closed() {
+    let (mut l, listener, log) = body_setup(WorkerConfig {
+        body_timeout: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    });
+    let mut c = half_a_body(&mut l, &listener, &log);
+    drive(&mut l, || log.lock().unwrap().closed == 1);
+    assert_eq!(log.lock().unwrap().completed, 0);
+    // The client was told why: 408. (The server has closed: read what it sent.)
+    let r = read_to_eof(&mut l, &mut c);
+    assert!(
+        r.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&r)
+    );
+}
+
+/// Everything the server sends `c` until it closes, while the loop runs.
+fn read_to_eof(l: &mut Loop, c: &mut TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    c.set_nonblocking(true).unwrap();
+    let t = Instant::now();
+    let mut r = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        l.run_once(Some(Duration::from_millis(5))).unwrap();
+        match c.read(&mut buf) {
+            Ok(0) => return r,
+            Ok(n) => r.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return r,
+            Err(e) => panic!("client read: {e}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no EOF");
+    }
 }

@@ -8,9 +8,10 @@
 //!   ([`super::form`]) and the answer is an HTML page listing every field, names and
 //!   values HTML-escaped; a file is listed by filename, type, size and SHA-1 (nothing is
 //!   stored). Values longer than [`MAX_SHOWN_VALUE`] are cut in the page.
-//! - Refusals, each with an HTML page (RFC 9110 section 15.5): a body over [`MAX_BODY`]
-//!   is 413 (at the head when Content-Length says so, else once the running total passes
-//!   it: the rest is read and dropped, not parsed); multipart without a usable boundary
+//! - Refusals, each with an HTML page (RFC 9110 section 15.5): a body over `max-body`
+//!   (pvo, default [`MAX_BODY`]) is 413 (at the head when Content-Length says so, else
+//!   once the running total passes it: the rest is read and dropped, not parsed; the
+//!   server's own `--max-body` bound applies first); multipart without a usable boundary
 //!   or a malformed body is 400; another content type is 415; another method 405.
 //! - A WebSocket client choosing this protocol is closed with 1008: it is HTTP only.
 
@@ -24,10 +25,13 @@ use crate::api::{
 /// The protocol name (the mount's `callback://protocol-post-demo`).
 pub const NAME: &str = "protocol-post-demo";
 
-/// Largest request body parsed: 1 MiB is plenty for a demo form with a small file and
-/// bounds what one request can make the worker hash and hold (text values are kept until
-/// the answer).
+/// Default largest request body parsed (pvo `max-body`): 1 MiB is plenty for a demo
+/// form with a small file and bounds what one request can make the worker hash and hold
+/// (text values are kept until the answer).
 pub const MAX_BODY: u64 = 1 << 20;
+
+/// Largest `max-body` accepted: 1 GiB; text values are held in memory until the answer.
+pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 
 /// Longest value shown in the answer page (the rest is counted, not shown), so the page
 /// stays small whatever was posted.
@@ -35,16 +39,21 @@ pub const MAX_SHOWN_VALUE: usize = 4096;
 
 const HTML: &str = "text/html; charset=utf-8";
 
-/// The pvo options this protocol reads (none).
-const OPTIONS: &[&str] = &[];
+/// The pvo options this protocol reads.
+const OPTIONS: &[&str] = &["max-body"];
 
-/// The protocol instance (stateless: all state is per request).
-pub struct PostDemo;
+/// The protocol instance (all other state is per request).
+pub struct PostDemo {
+    /// Largest body parsed (pvo `max-body`).
+    max_body: u64,
+}
 
 impl PostDemo {
+    /// Builds the instance from its pvos (`max-body`).
     pub fn from_init(init: &PluginInit<'_>) -> Result<PostDemo, String> {
         super::known_options(init.options, OPTIONS)?;
-        Ok(PostDemo)
+        let max_body = super::option_u64(init.options, "max-body", MAX_BODY, 1, MAX_BODY_LIMIT)?;
+        Ok(PostDemo { max_body })
     }
 }
 
@@ -52,6 +61,7 @@ impl PostDemo {
 pub struct PostSession {
     parser: Parser,
     received: u64,
+    max_body: u64,
     /// The refusal decided while reading (the body is then only counted).
     failed: Option<(u16, String)>,
 }
@@ -191,13 +201,14 @@ pub fn escape(b: &[u8]) -> String {
 }
 
 impl PostSession {
-    fn new(kind: BodyKind) -> PostSession {
+    fn new(kind: BodyKind, max_body: u64) -> PostSession {
         PostSession {
             parser: match kind {
                 BodyKind::UrlEncoded => Parser::UrlEncoded(UrlEncoded::new()),
                 BodyKind::Multipart(b) => Parser::Multipart(Box::new(Multipart::new(&b))),
             },
             received: 0,
+            max_body,
             failed: None,
         }
     }
@@ -208,8 +219,8 @@ impl PostSession {
         if self.failed.is_some() {
             return;
         }
-        if self.received > MAX_BODY {
-            self.fail(413, format!("the body is over {MAX_BODY} bytes"));
+        if self.received > self.max_body {
+            self.fail(413, format!("the body is over {} bytes", self.max_body));
             return;
         }
         let r = match &mut self.parser {
@@ -255,14 +266,14 @@ impl Protocol for PostDemo {
         match req.method {
             "GET" | "HEAD" => HttpAnswer::Respond(form_page()),
             "POST" => {
-                if req.content_length.is_some_and(|n| n > MAX_BODY) {
+                if req.content_length.is_some_and(|n| n > self.max_body) {
                     return HttpAnswer::Respond(error_page(
                         413,
-                        &format!("the body is over {MAX_BODY} bytes"),
+                        &format!("the body is over {} bytes", self.max_body),
                     ));
                 }
                 match body_kind(req.content_type) {
-                    Ok(kind) => HttpAnswer::ReadBody(PostSession::new(kind)),
+                    Ok(kind) => HttpAnswer::ReadBody(PostSession::new(kind, self.max_body)),
                     Err((status, why)) => HttpAnswer::Respond(error_page(status, why)),
                 }
             }
@@ -330,7 +341,7 @@ mod tests {
 
     #[test]
     fn urlencoded_answer_escapes() {
-        let mut s = PostSession::new(BodyKind::UrlEncoded);
+        let mut s = PostSession::new(BodyKind::UrlEncoded, MAX_BODY);
         s.feed(b"text=%3Cb%3E%26%22x%27+y&na%3Cme=1");
         let r = s.finish();
         assert_eq!(r.status, 200);
@@ -346,7 +357,7 @@ mod tests {
 
     #[test]
     fn multipart_answer_lists_the_file() {
-        let mut s = PostSession::new(BodyKind::Multipart(b"BB".to_vec()));
+        let mut s = PostSession::new(BodyKind::Multipart(b"BB".to_vec()), MAX_BODY);
         s.feed(
             b"--BB\r\nContent-Disposition: form-data; name=\"file\"; filename=\"<x>.txt\"\r\n\
               Content-Type: text/plain\r\n\r\nabc\r\n--BB--\r\n",
@@ -368,7 +379,7 @@ mod tests {
 
     #[test]
     fn body_limit_gives_413_and_stops_parsing() {
-        let mut s = PostSession::new(BodyKind::UrlEncoded);
+        let mut s = PostSession::new(BodyKind::UrlEncoded, MAX_BODY);
         let chunk = vec![b'a'; 64 * 1024];
         for _ in 0..16 {
             s.feed(&chunk);
@@ -380,7 +391,7 @@ mod tests {
         s.feed(&chunk);
         assert_eq!(s.finish().status, 413);
         // At most MAX_BODY is accepted whole.
-        let mut s = PostSession::new(BodyKind::UrlEncoded);
+        let mut s = PostSession::new(BodyKind::UrlEncoded, MAX_BODY);
         s.feed(b"v=");
         s.feed(&vec![b'a'; MAX_BODY as usize - 2]);
         let r = s.finish();
@@ -390,8 +401,40 @@ mod tests {
     }
 
     #[test]
+    fn max_body_is_a_pvo() {
+        let opts = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let make = |o: &std::collections::BTreeMap<String, String>| {
+            PostDemo::from_init(&PluginInit {
+                options: o,
+                worker: 0,
+                workers: 1,
+            })
+        };
+        assert_eq!(make(&opts(&[])).unwrap().max_body, MAX_BODY);
+        let p = make(&opts(&[("max-body", "10")])).unwrap();
+        assert_eq!(p.max_body, 10);
+        let mut s = PostSession::new(BodyKind::UrlEncoded, p.max_body);
+        s.feed(b"a=12345678");
+        assert!(s.failed.is_none(), "exactly max-body is accepted");
+        s.feed(b"9");
+        assert_eq!(s.finish().status, 413);
+        for bad in ["0", "x", "1073741825"] {
+            let e = make(&opts(&[("max-body", bad)])).err().unwrap();
+            assert!(e.contains("max-body"), "{e}");
+        }
+        assert!(
+            make(&opts(&[("max-bdoy", "10")])).is_err(),
+            "a typo is refused"
+        );
+    }
+
+    #[test]
     fn malformed_multipart_is_400() {
-        let mut s = PostSession::new(BodyKind::Multipart(b"BB".to_vec()));
+        let mut s = PostSession::new(BodyKind::Multipart(b"BB".to_vec()), MAX_BODY);
         s.feed(b"--BB\r\nContent-Disposition: form-data; name=a\r\n\r\nv");
         let r = s.finish();
         assert_eq!(r.status, 400);

@@ -48,7 +48,8 @@ pub use response::{
 use chunked::{ChunkedDecoder, Step};
 
 /// Limits on what a peer may send, each answered with its own status. The defaults
-/// follow what nginx and browsers live with.
+/// follow what nginx and browsers live with; `lwsd` sets them with `--max-request-line`,
+/// `--max-headers`, `--max-header-bytes` and `--max-body`.
 #[derive(Clone, Debug)]
 pub struct H1Limits {
     /// Longest request line (method SP target SP version, without CRLF) -> 414.
@@ -64,8 +65,8 @@ pub struct H1Limits {
     /// 4 KiB) and bounds the reassembly buffer per connection.
     pub max_header_bytes: usize,
     /// Largest request body (Content-Length, or the running chunked total) -> 413.
-    /// 16 MiB: enough for form posts and uploads through a plugin; plugins wanting more
-    /// raise it per vhost.
+    /// 16 MiB: enough for form posts and uploads through a plugin; a server taking
+    /// larger uploads raises it.
     pub max_body: u64,
 }
 

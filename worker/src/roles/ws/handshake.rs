@@ -102,8 +102,21 @@ impl HandshakeError {
         }
     }
 
-    /// The whole HTTP/1.1 error response; a 426 carries `Sec-WebSocket-Version: 13`
-    /// (section 4.4). The connection closes after it.
+    /// The header fields of the error response besides the server's own (Date, Server,
+    /// framing): the content type of [`HandshakeError::why`] as body, and for a 426
+    /// `Sec-WebSocket-Version: 13` (section 4.4).
+    pub fn headers(&self) -> &'static [(&'static [u8], &'static [u8])] {
+        const TEXT: (&[u8], &[u8]) = (b"Content-Type", b"text/plain; charset=utf-8");
+        if self.status == 426 {
+            &[TEXT, (b"Sec-WebSocket-Version", b"13")]
+        } else {
+            &[TEXT]
+        }
+    }
+
+    /// The whole HTTP/1.1 error response, without Date and Server (a server writes its
+    /// head with [`HandshakeError::headers`] instead); a 426 carries
+    /// `Sec-WebSocket-Version: 13` (section 4.4). The connection closes after it.
     pub fn response(&self) -> Vec<u8> {
         let reason = match self.status {
             400 => "Bad Request",
@@ -470,6 +483,12 @@ mod tests {
         let resp = String::from_utf8(e.response()).unwrap();
         assert!(resp.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(resp.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(
+            e.headers()
+                .contains(&(&b"Sec-WebSocket-Version"[..], &b"13"[..]))
+        );
+        let bad = server_accept(b"POST", 1, base(), &[], None).unwrap_err();
+        assert_eq!(bad.headers().len(), 1, "a 400 has only its Content-Type");
         let mut h = without(&base(), "sec-websocket-version");
         h.push((b"Sec-WebSocket-Version", b"8"));
         assert_eq!(
