@@ -57,10 +57,6 @@ pub fn run_with(plugins: Vec<Plugin>) -> ExitCode {
         ));
         return ExitCode::from(2);
     }
-    if let Err(e) = check_pvos(&cli, &plugins) {
-        lwsd_worker::stderr_line(format_args!("lwsd: --pvo: {e}"));
-        return ExitCode::from(2);
-    }
     if let Some(index) = std::env::var_os(spawn::ENV_WORKER_INDEX) {
         return match worker_mode(&cli, index.to_str(), &plugins) {
             Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +65,11 @@ pub fn run_with(plugins: Vec<Plugin>) -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    // Workers build the same protocols from the same argv: checked once, here.
+    if let Err(e) = check_pvos(&cli, &plugins) {
+        lwsd_worker::stderr_line(format_args!("lwsd: --pvo: {e}"));
+        return ExitCode::from(2);
     }
     match supervise(&cli) {
         Ok(()) => ExitCode::SUCCESS,
