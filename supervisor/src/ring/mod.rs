@@ -73,6 +73,7 @@ mod control;
 mod handoff;
 mod lifecycle;
 mod shutdown;
+mod tickets;
 
 use accept::{AcceptAddr, AcceptMode};
 use handoff::{MsgOp, SendOp};
@@ -270,6 +271,8 @@ pub struct Supervisor {
     ctl_buf: Vec<u8>,
     ctl_fds: Vec<OwnedFd>,
     enc: Vec<u8>,
+    /// Session-ticket keys, when TLS is on ([`tickets`]).
+    tickets: Option<tickets::Tickets>,
 }
 
 /// The signals the loop takes through its signalfd. They must be blocked in every
@@ -390,6 +393,7 @@ impl Supervisor {
             ctl_buf: vec![0; MAX_MSG_SIZE],
             ctl_fds: Vec::new(),
             enc: Vec::with_capacity(MAX_MSG_SIZE),
+            tickets: None,
         };
         for i in 0..workers {
             s.spawn(i, Instant::now(), false);
@@ -566,6 +570,7 @@ impl Supervisor {
                 for li in 0..self.listeners.len() {
                     self.arm_accept(li);
                 }
+                self.tick_tickets(now);
             }
             State::Draining { deadline, killed } => {
                 if self.workers.iter().all(|w| w.pid.is_none()) {
