@@ -21,6 +21,9 @@
 //! - `Shutdown` (0x02): `u32 grace_ms`.
 //! - `Bus` (0x03 / 0x43): `u8 channel_len`, channel (UTF-8), `u16 origin`, `u64 seq`,
 //!   `u32 payload_len`, payload.
+//! - `TicketKeys` (0x04): `u8 count` (1..=[`MAX_TICKET_KEYS`]), then per key 16 name
+//!   bytes and 32 secret bytes; the first key is the one new tickets are sealed with,
+//!   the others (older) still open tickets made with them.
 //! - `Hello` (0x41): `u16 index`, `u32 pid`, `u32 max_conns` (how many connections the
 //!   worker can hold within its descriptor limit), `i32 ring_fd`: the number of the
 //!   worker's io_uring fd in the worker, or -1. With one, new connections may be sent straight into
@@ -70,6 +73,7 @@ pub const MAX_BUS_PAYLOAD: usize = MAX_MSG_SIZE - HEADER_LEN - BUS_FIXED_MAX;
 const T_NEW_CONNS: u8 = 0x01;
 const T_SHUTDOWN: u8 = 0x02;
 const T_BUS_TO: u8 = 0x03;
+const T_TICKET_KEYS: u8 = 0x04;
 const T_HELLO: u8 = 0x41;
 const T_STATS: u8 = 0x42;
 const T_BUS_FROM: u8 = 0x43;
@@ -82,6 +86,30 @@ const TAG_V6: u8 = 6;
 /// Encoded size of one [`WorkerStats`].
 const STATS_LEN: usize = 4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8;
 
+/// Most session-ticket keys in one `TicketKeys` message: the current key and the older
+/// ones kept so tickets sealed before a rotation still open (the supervisor keeps 3).
+pub const MAX_TICKET_KEYS: usize = 4;
+
+/// One session-ticket key (TLS resumption across workers, issue 10): made by the
+/// supervisor from the system's random source and given to every worker, so a ticket
+/// sealed by one worker opens in any other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TicketKey {
+    /// Random, public: written in front of every ticket sealed with this key, so the
+    /// opener finds the key without trying each.
+    pub name: [u8; 16],
+    /// The AES-256-GCM key. Secret: `Debug` does not show it.
+    pub secret: [u8; 32],
+}
+
+impl fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKey")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Supervisor → worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToWorker {
@@ -92,6 +120,9 @@ pub enum ToWorker {
     Shutdown { grace_ms: u32 },
     /// A publication relayed from a worker (possibly this one).
     Bus(BusMessage),
+    /// The session-ticket keys, newest first: sent after a worker's Hello and to every
+    /// worker at each rotation. 1..=[`MAX_TICKET_KEYS`] keys.
+    TicketKeys(Vec<TicketKey>),
 }
 
 /// One accepted connection handed to a worker.
@@ -192,6 +223,8 @@ pub enum DecodeError {
     ChannelNotUtf8,
     /// Bus payload longer than [`MAX_BUS_PAYLOAD`].
     PayloadTooLarge(usize),
+    /// `TicketKeys` with no key or more than [`MAX_TICKET_KEYS`].
+    TicketKeyCount(usize),
 }
 
 impl fmt::Display for DecodeError {
@@ -219,6 +252,9 @@ impl fmt::Display for DecodeError {
             DecodeError::PayloadTooLarge(n) => {
                 write!(f, "bus payload of {n} bytes, limit {MAX_BUS_PAYLOAD}")
             }
+            DecodeError::TicketKeyCount(n) => {
+                write!(f, "{n} ticket keys, expected 1 to {MAX_TICKET_KEYS}")
+            }
         }
     }
 }
@@ -231,6 +267,7 @@ pub enum EncodeError {
     TooManyConns(usize),
     ChannelTooLong(usize),
     PayloadTooLarge(usize),
+    TicketKeyCount(usize),
 }
 
 impl fmt::Display for EncodeError {
@@ -244,6 +281,9 @@ impl fmt::Display for EncodeError {
             }
             EncodeError::PayloadTooLarge(n) => {
                 write!(f, "bus payload of {n} bytes, limit {MAX_BUS_PAYLOAD}")
+            }
+            EncodeError::TicketKeyCount(n) => {
+                write!(f, "{n} ticket keys, expected 1 to {MAX_TICKET_KEYS}")
             }
         }
     }
@@ -269,6 +309,19 @@ impl ToWorker {
                 Ok(())
             }
             ToWorker::Bus(m) => m.encode(T_BUS_TO, out),
+            ToWorker::TicketKeys(keys) => {
+                if keys.is_empty() || keys.len() > MAX_TICKET_KEYS {
+                    return Err(EncodeError::TicketKeyCount(keys.len()));
+                }
+                header(out, T_TICKET_KEYS);
+                // Fits: checked against MAX_TICKET_KEYS (4) above.
+                out.push(keys.len() as u8);
+                for k in keys {
+                    out.extend_from_slice(&k.name);
+                    out.extend_from_slice(&k.secret);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -325,6 +378,20 @@ impl ToWorker {
             }
             T_SHUTDOWN => ToWorker::Shutdown { grace_ms: r.u32()? },
             T_BUS_TO => ToWorker::Bus(BusMessage::decode_body(&mut r)?),
+            T_TICKET_KEYS => {
+                let n = usize::from(r.u8()?);
+                if n == 0 || n > MAX_TICKET_KEYS {
+                    return Err(DecodeError::TicketKeyCount(n));
+                }
+                let mut keys = Vec::with_capacity(n);
+                for _ in 0..n {
+                    keys.push(TicketKey {
+                        name: *r.array()?,
+                        secret: *r.array()?,
+                    });
+                }
+                ToWorker::TicketKeys(keys)
+            }
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -795,6 +862,49 @@ mod tests {
             ToWorker::decode(&huge),
             Err(DecodeError::TooLarge(MAX_MSG_SIZE + 1))
         );
+    }
+
+    fn ticket_key(i: u8) -> TicketKey {
+        TicketKey {
+            name: [i; 16],
+            secret: std::array::from_fn(|j| i ^ j as u8),
+        }
+    }
+
+    #[test]
+    fn ticket_keys_round_trip_and_limits() {
+        rt_to(ToWorker::TicketKeys(vec![ticket_key(1)]));
+        rt_to(ToWorker::TicketKeys(
+            (0..MAX_TICKET_KEYS as u8).map(ticket_key).collect(),
+        ));
+        let mut buf = Vec::new();
+        ToWorker::TicketKeys(vec![ticket_key(7), ticket_key(8)])
+            .encode(&mut buf)
+            .unwrap();
+        // Header, count, then name and secret of each key in order (newest first).
+        assert_eq!(buf[..5], [b'L', b'W', VERSION, T_TICKET_KEYS, 2]);
+        assert_eq!(buf.len(), HEADER_LEN + 1 + 2 * 48);
+        assert_eq!(buf[5..21], [7; 16]);
+        assert_eq!(buf[53..69], [8; 16]);
+        for n in [0, MAX_TICKET_KEYS + 1] {
+            assert_eq!(
+                ToWorker::TicketKeys((0..n as u8).map(ticket_key).collect()).encode(&mut buf),
+                Err(EncodeError::TicketKeyCount(n))
+            );
+        }
+        let pkt = [b'L', b'W', VERSION, T_TICKET_KEYS, 0];
+        assert_eq!(ToWorker::decode(&pkt), Err(DecodeError::TicketKeyCount(0)));
+        let pkt = [b'L', b'W', VERSION, T_TICKET_KEYS, 5];
+        assert_eq!(ToWorker::decode(&pkt), Err(DecodeError::TicketKeyCount(5)));
+        // Workers never send keys: the supervisor's decoder does not know the type.
+        assert_eq!(
+            FromWorker::decode(&buf[..HEADER_LEN]),
+            Err(DecodeError::UnknownType(T_TICKET_KEYS))
+        );
+        // The secret never reaches a log line.
+        let shown = format!("{:?}", ticket_key(0x5a));
+        assert!(!shown.contains(&format!("{:?}", ticket_key(0x5a).secret)));
+        assert!(shown.contains("name"));
     }
 
     #[test]

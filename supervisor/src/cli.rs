@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use lwsd_worker::config::{ListenerKind, WorkerConfig};
+use lwsd_worker::config::{ListenerKind, TlsIdentity, TlsSettings, WorkerConfig};
 
 /// Most worker processes: one per core; 256 covers the largest common servers, and the
 /// per-worker control-socket buffers (1 MiB each) stay bounded.
@@ -144,6 +144,34 @@ pub struct Cli {
     #[arg(long = "defer-accept", value_name = "SECS", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub defer_accept: u32,
+
+    // TLS (issue 10), named as libwebsockets-test-server's flags.
+    /// Serve TLS on every listener; without -C/-K with a self-signed certificate made at
+    /// start for localhost and the listen addresses.
+    #[arg(short = 's', long = "ssl")]
+    pub ssl: bool,
+
+    /// Certificate chain (PEM, leaf first) [requires -s and -K].
+    #[arg(short = 'C', long = "ssl-cert", value_name = "CERT", requires_all = ["ssl", "ssl_key"])]
+    pub ssl_cert: Option<PathBuf>,
+
+    /// Private key of -C (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519).
+    #[arg(short = 'K', long = "ssl-key", value_name = "KEY", requires_all = ["ssl", "ssl_cert"])]
+    pub ssl_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) to verify client certificates against; asked for, optional
+    /// unless -v.
+    #[arg(short = 'A', long = "ssl-ca", value_name = "CA", requires = "ssl")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// Require a client certificate signed by -A's CA.
+    #[arg(short = 'v', long = "ssl-verify-client", requires = "ssl_ca")]
+    pub ssl_verify_client: bool,
+
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long = "tls-handshake-timeout", value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub tls_handshake_timeout: u64,
 }
 
 /// One `--pvo PROTOCOL:NAME=VALUE`.
@@ -314,7 +342,27 @@ impl Cli {
             c.ws_pong_timeout = Duration::from_secs(s);
         }
         c.ws_deflate = !self.no_ws_deflate;
+        c.tls = self.tls_settings();
         c
+    }
+
+    /// `-s`, `-C`, `-K`, `-A`, `-v`, `--tls-handshake-timeout`.
+    pub fn tls_settings(&self) -> Option<TlsSettings> {
+        if !self.ssl {
+            return None;
+        }
+        let identity = match (&self.ssl_cert, &self.ssl_key) {
+            (Some(cert), Some(key)) => TlsIdentity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => TlsIdentity::SelfSigned,
+        };
+        let mut t = TlsSettings::new(identity);
+        t.client_ca = self.ssl_ca.clone();
+        t.require_client_cert = self.ssl_verify_client;
+        t.handshake_timeout = Duration::from_secs(self.tls_handshake_timeout);
+        Some(t)
     }
 }
 
@@ -485,6 +533,77 @@ mod tests {
         rejects(&["--pvo", "a b:k=v"], "--pvo");
         rejects(&["--pvo", "p:=v"], "--pvo");
         rejects(&["--pvo", "p:k k=v"], "--pvo");
+    }
+
+    #[test]
+    fn tls_flags() {
+        assert_eq!(parse(&[]).unwrap().worker_config().tls, None);
+        let c = parse(&["-s"]).unwrap().worker_config();
+        let t = c.tls.unwrap();
+        assert_eq!(t.identity, TlsIdentity::SelfSigned);
+        assert_eq!(t.handshake_timeout, Duration::from_secs(10));
+        assert_eq!((t.client_ca, t.require_client_cert), (None, false));
+        assert_eq!(t.alpn, vec![b"http/1.1".to_vec()]);
+        let t = parse(&[
+            "-s",
+            "-C",
+            "/c.pem",
+            "-K",
+            "/k.pem",
+            "-A",
+            "/ca.pem",
+            "-v",
+            "--tls-handshake-timeout",
+            "3",
+        ])
+        .unwrap()
+        .tls_settings()
+        .unwrap();
+        assert_eq!(
+            t.identity,
+            TlsIdentity::Files {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            }
+        );
+        assert_eq!(
+            t.client_ca.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert!(t.require_client_cert);
+        assert_eq!(t.handshake_timeout, Duration::from_secs(3));
+        let long = parse(&[
+            "--ssl",
+            "--ssl-cert=/c",
+            "--ssl-key=/k",
+            "--ssl-ca=/a",
+            "--ssl-verify-client",
+        ])
+        .unwrap();
+        assert!(long.tls_settings().unwrap().require_client_cert);
+        // -A without -v: client certificates asked for, optional.
+        let t = parse(&["-s", "-A", "/a"]).unwrap().tls_settings().unwrap();
+        assert!(!t.require_client_cert);
+    }
+
+    #[test]
+    fn tls_flags_need_each_other() {
+        for (args, missing) in [
+            (&["-C", "/c", "-K", "/k"][..], "--ssl"),
+            (&["-s", "-C", "/c"], "--ssl-key"),
+            (&["-s", "-K", "/k"], "--ssl-cert"),
+            (&["-A", "/a"], "--ssl"),
+            (&["-s", "-v"], "--ssl-ca"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(missing), "{args:?}: {e}");
+        }
+        rejects(
+            &["-s", "--tls-handshake-timeout", "0"],
+            "--tls-handshake-timeout",
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod pidfd;
 pub mod policy;
 pub mod ring;
 pub mod spawn;
+pub mod tls;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -107,6 +108,11 @@ fn supervise(cli: &Cli) -> io::Result<()> {
     // only ever consumed through the ring's signalfd.
     ring::block_signals()?;
     raise_nofile_limit();
+    // Before anything is bound: an unusable certificate or key stops the start here.
+    let tls_dir = tls::prepare(&cli.worker_config()).map_err(io::Error::other)?;
+    if let Some(d) = &tls_dir {
+        let _ = spawn::WORKER_ENV.set(vec![(tls::ENV_TLS_SELF_SIGNED, d.path().into())]);
+    }
     let listeners =
         listen::bind_all(&cli.listeners(), cli.defer_accept).map_err(|e| io::Error::other(e.0))?;
     let workers = cli.worker_count();
@@ -133,15 +139,21 @@ fn supervise(cli: &Cli) -> io::Result<()> {
     for l in &listeners {
         log!(NOTICE, "listening on {:?}", l.kind);
     }
-    let sup = match ring::Supervisor::new(listeners, workers, metrics, cli.grace(), cli.fd_handoff)
-    {
-        Ok(s) => s,
-        Err(e) => {
-            listen::remove_unix_sockets_of(&cli.listeners());
-            return Err(e);
-        }
-    };
-    sup.run()
+    let mut sup =
+        match ring::Supervisor::new(listeners, workers, metrics, cli.grace(), cli.fd_handoff) {
+            Ok(s) => s,
+            Err(e) => {
+                listen::remove_unix_sockets_of(&cli.listeners());
+                return Err(e);
+            }
+        };
+    if cli.ssl {
+        sup.enable_session_tickets()?;
+    }
+    // `tls_dir` lives until here: the self-signed pair is removed after the workers.
+    let r = sup.run();
+    drop(tls_dir);
+    r
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as nginx's `worker_rlimit_nofile`
@@ -183,7 +195,9 @@ fn worker_mode(cli: &Cli, index: Option<&str>, plugins: &[Plugin]) -> io::Result
         Ok("scm") | Err(_) => false,
         Ok(other) => return Err(bad(format!("bad {}: {other}", spawn::ENV_FD_HANDOFF))),
     };
-    lwsd_worker::service::run_worker(index, ctl, cli.worker_config(), plugins, ring_handoff)
+    let mut cfg = cli.worker_config();
+    tls::resolve_for_worker(&mut cfg)?;
+    lwsd_worker::service::run_worker(index, ctl, cfg, plugins, ring_handoff)
 }
 
 /// Takes ownership of the inherited control socket after checking it is one.

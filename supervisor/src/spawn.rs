@@ -25,6 +25,11 @@ pub const ENV_CTL_FD: &str = "LWSD_CTL_FD";
 /// worker registers a fixed-file table and sends its ring fd with its Hello) or `scm`.
 pub const ENV_FD_HANDOFF: &str = "LWSD_FD_HANDOFF";
 
+/// Extra environment every worker gets (set once at start, before the first spawn):
+/// today the self-signed TLS certificate's directory ([`crate::tls`]).
+pub static WORKER_ENV: std::sync::OnceLock<Vec<(&'static str, std::ffi::OsString)>> =
+    std::sync::OnceLock::new();
+
 /// Send buffer of both ends of a control socket. A burst of accepts becomes packets of
 /// up to 64 fds (~1.4 KiB each plus the kernel's per-skb overhead); 1 MiB lets a worker
 /// that is busy for a few milliseconds fall behind by thousands of connections before
@@ -66,6 +71,7 @@ pub fn spawn_worker(index: usize, ring_handoff: bool) -> io::Result<Spawned> {
         .env(ENV_WORKER_INDEX, index.to_string())
         .env(ENV_CTL_FD, child.as_raw_fd().to_string())
         .env(ENV_FD_HANDOFF, if ring_handoff { "ring" } else { "scm" })
+        .envs(WORKER_ENV.get().into_iter().flatten().map(|(k, v)| (k, v)))
         .spawn()?;
     drop(child);
     // The supervisor reaps with waitpid(-1) on SIGCHLD; dropping `Child` neither waits

@@ -52,6 +52,52 @@ pub struct WorkerConfig {
     /// Per-protocol options (lws pvos): protocol name -> option -> value.
     pub protocol_options:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// TLS on every listener (`-s`), or plain text (`None`).
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS settings (`-s`, `-C`, `-K`, `-A`, `-v`, `--tls-handshake-timeout`); the
+/// `rustls::ServerConfig` is built from them by [`crate::roles::tls::config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub identity: TlsIdentity,
+    /// `-A`: CA certificates (PEM) that client certificates are verified against. With
+    /// it, a client certificate is asked for, and verified when one is sent.
+    pub client_ca: Option<PathBuf>,
+    /// `-v`: a verified client certificate is required.
+    pub require_client_cert: bool,
+    /// Time a client has to complete the handshake.
+    pub handshake_timeout: Duration,
+    /// ALPN protocols offered, in preference order (RFC 7301).
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// Where the server's certificate chain and key come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsIdentity {
+    /// PEM files: the chain (leaf first) and its private key (`-C`, `-K`).
+    Files { cert: PathBuf, key: PathBuf },
+    /// `-s` alone: a self-signed certificate that the supervisor generates at start
+    /// and hands to every worker (as files in a private directory).
+    SelfSigned,
+}
+
+/// Default TLS handshake timeout: lws' `timeout_secs` for a handshake is 5-20 s, nginx's
+/// `ssl_handshake_timeout` 60 s; 10 s lets a slow mobile link finish a full handshake
+/// (two round trips) while bounding idle half-open handshakes.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TlsSettings {
+    /// `-s` with the defaults: self-signed, no client certificates, ALPN `http/1.1`.
+    pub fn new(identity: TlsIdentity) -> TlsSettings {
+        TlsSettings {
+            identity,
+            client_ca: None,
+            require_client_cert: false,
+            handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            alpn: vec![b"http/1.1".to_vec()],
+        }
+    }
 }
 
 impl Default for WorkerConfig {
@@ -79,6 +125,7 @@ impl Default for WorkerConfig {
             ws_deflate: true,
             workers: 1,
             protocol_options: Default::default(),
+            tls: None,
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct App {
     pub plugin: api::PluginShared,
     /// Sequence number of this worker's next bus publication.
     pub bus_seq: u64,
+    /// TLS configuration and session-ticket keys, when `config.tls` is set
+    /// ([`App::install_tls`]).
+    pub tls: Option<roles::tls::WorkerTls>,
 }
 
 impl App {
@@ -89,6 +92,17 @@ impl App {
         Ok(())
     }
 
+    /// Loads the certificate, key and CA of `config.tls` (a self-signed identity must
+    /// already be resolved to the supervisor's files). An unusable file is an error
+    /// naming it.
+    pub fn install_tls(&mut self) -> Result<(), String> {
+        self.tls = match &self.config.tls {
+            Some(t) => Some(roles::tls::WorkerTls::new(t, None).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(())
+    }
+
     pub fn new(config: config::WorkerConfig, index: usize) -> App {
         App {
             config,
@@ -101,6 +115,7 @@ impl App {
             protocols: api::Protocols::empty(),
             plugin: api::PluginShared::new(index, 1),
             bus_seq: 0,
+            tls: None,
         }
     }
 }

@@ -116,6 +116,7 @@ impl Supervisor {
                 }
                 self.workers[w].ready = true;
                 self.workers[w].ever_ready = true;
+                self.send_ticket_keys(w);
             }
             FromWorker::Stats(s) => self.metrics.workers[w].update(&s),
             FromWorker::Bus(mut b) => {

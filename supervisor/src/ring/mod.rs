@@ -73,6 +73,7 @@ mod control;
 mod handoff;
 mod lifecycle;
 mod shutdown;
+mod tickets;
 
 use accept::{AcceptAddr, AcceptMode};
 use handoff::{MsgOp, SendOp};
@@ -294,6 +295,8 @@ pub struct Supervisor {
     refuse_scratch: Box<[u8; 4096]>,
     /// Refusals since the last one logged (at most one line a second).
     refused_log: crate::log::Throttle,
+    /// Session-ticket keys, when TLS is on ([`tickets`]).
+    tickets: Option<tickets::Tickets>,
 }
 
 /// The signals the loop takes through its signalfd. They must be blocked in every
@@ -456,6 +459,7 @@ impl Supervisor {
             enc: Vec::with_capacity(MAX_MSG_SIZE),
             refuse_scratch: Box::new([0; 4096]),
             refused_log: crate::log::Throttle::default(),
+            tickets: None,
         };
         for i in 0..workers {
             s.spawn(i, Instant::now(), false);
@@ -642,6 +646,7 @@ impl Supervisor {
                 for li in 0..self.listeners.len() {
                     self.arm_accept(li);
                 }
+                self.tick_tickets(now);
             }
             State::Draining { deadline, killed } => {
                 if self.workers.iter().all(|w| w.pid.is_none()) {

@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod tls;
 pub mod ws;

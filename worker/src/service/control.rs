@@ -67,6 +67,11 @@ impl Loop {
                     self.drain(Duration::from_millis(grace_ms as u64));
                 }
                 Ok(lwsd_proto::ToWorker::Bus(msg)) => self.app.bus_in.push(msg),
+                Ok(lwsd_proto::ToWorker::TicketKeys(keys)) => {
+                    if let Some(tls) = &self.app.tls {
+                        tls.update_tickets(&keys);
+                    }
+                }
                 Err(e) => log(1, &format!("bad control message: {e}")),
             }
         }

@@ -53,6 +53,7 @@ pub fn run_worker(
     )?;
     let mut app = App::new(cfg, index);
     app.install_protocols(plugins).map_err(io::Error::other)?;
+    app.install_tls().map_err(io::Error::other)?;
     let factory = crate::http::role_factory(&mut app)?;
     let cfg = LoopConfig {
         defer_taskrun: !ring_handoff,
