@@ -181,6 +181,17 @@ impl OutQueue {
         }
     }
 
+    /// Takes every queued chunk out, in order (output a transport transforms before it
+    /// is sent: TLS seals it into records). Not while a send of this queue is in flight.
+    pub(crate) fn drain_chunks(&mut self, mut f: impl FnMut(Bytes)) {
+        if let Some(st) = self.st.as_deref_mut() {
+            st.bytes = 0;
+            for b in st.bufs.drain(..) {
+                f(b);
+            }
+        }
+    }
+
     /// Drops everything queued (the connection is being torn down). Not while a send is
     /// in flight: the kernel may still read the chunks.
     pub(crate) fn clear(&mut self) {
@@ -332,7 +343,7 @@ pub enum Phase {
     Closing,
 }
 
-/// One connection: 64 bytes, one cache line (see `conn_is_small`). The listener it came
+/// One connection: 72 bytes (see `conn_is_small`: 64 before the transport slot). The listener it came
 /// from is not kept: only the role factory needs it.
 pub struct Conn {
     pub sock: Sock,
@@ -356,6 +367,8 @@ pub struct Conn {
     pub out: OutQueue,
     /// Received bytes the role has not consumed yet.
     pub rx: RxBuf,
+    /// The TLS transport, on a TLS listener (plain connections: none, 8 bytes).
+    pub tls: Option<Box<super::transport::Tls>>,
     /// The connection's timer deadline (ms on the loop clock; u64::MAX = none).
     pub deadline: u64,
     /// The earliest deadline already queued in the timer heap for this connection (0: a
@@ -367,6 +380,12 @@ pub struct Conn {
 impl Conn {
     pub fn ops_in_flight(&self) -> bool {
         self.recv_armed || self.send_inflight || self.cancel_inflight
+    }
+
+    /// Everything queued has been sent (and on TLS, the close_notify too where the
+    /// session has keys): a closing connection may be shut down now.
+    pub fn flushed(&self) -> bool {
+        self.out.is_empty() && !self.send_inflight && self.tls.as_ref().is_none_or(|t| t.flushed())
     }
 }
 

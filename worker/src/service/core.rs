@@ -13,15 +13,17 @@
 //! Members: the core keeps, per protocol, the connections whose role speaks it, so
 //! `callback_on_writable_all_protocol` visits those and not the whole slab.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
 use super::conn::{Conn, OutQueue, Phase, RxBuf, SendPool};
 use super::driver::{Driver, Event, Received, RecvBuf, Sock};
 use super::timers::Timers;
-use super::{Cx, Flow, LoopConfig, Role, RoleFactory, WRITE_BATCH_BYTES, WRITEABLE_BATCH};
+use super::transport::Tls;
+use super::{Cx, Flow, LoopConfig, Role, RoleFactory, WRITE_BATCH_BYTES, WRITEABLE_BATCH, log};
 use crate::App;
 use crate::api::{ConnAction, ConnId};
+use crate::roles::tls::{PLAIN_HTTP_RESPONSE, TlsError};
 
 /// `Conn::queued` of a connection whose timer is not queued yet ([`Core::arm_fresh`]): no
 /// deadline is below it, so [`Timers::arm`] queues nothing meanwhile.
@@ -171,6 +173,17 @@ impl Core {
     /// Takes over a connection: registers it and arms its read.
     pub fn adopt<D: Driver>(&mut self, d: &mut D, app: &mut App, sock: Sock, listener: u16) {
         let role = (self.factory)(app, listener);
+        let tls = match app.tls.as_ref().map(|t| t.session()) {
+            None => None,
+            Some(Ok(session)) => Some(Box::new(Tls::new(session))),
+            Some(Err(e)) => {
+                // No session for this connection (rustls could not start one): refuse it.
+                log(1, &format!("TLS session: {e}"));
+                app.stats.count_tls_failure(e.reason());
+                d.close(ConnId::default(), sock);
+                return;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let slot = entry.key() as u32;
         let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
@@ -187,6 +200,7 @@ impl Core {
             peer_eof: false,
             out: OutQueue::default(),
             rx: RxBuf::default(),
+            tls,
             deadline: u64::MAX,
             // No timer entry until the end of the next pass ([`Core::arm_fresh`]).
             queued: FRESH,
@@ -197,6 +211,16 @@ impl Core {
         self.arm_recv(d, slot);
         // Give the role a chance to set its first deadline (header timeout) and greet.
         self.with_role(d, app, slot, |role, cx| role.on_data(cx, &mut []).1);
+        if let Some(t) = &app.tls
+            && self
+                .conns
+                .get(slot as usize)
+                .is_some_and(|c| c.tls.is_some())
+        {
+            // Until the handshake is over the deadline is the handshake's.
+            let at = self.now_ms + t.handshake_timeout.as_millis() as u64;
+            self.set_deadline(slot, at);
+        }
     }
 
     fn arm_recv<D: Driver>(&mut self, d: &mut D, slot: u32) {
@@ -245,15 +269,14 @@ impl Core {
             }
             Received::Failed(_) => self.abort(d, app, slot),
             Received::Eof => {
-                c.peer_eof = true;
-                match c.phase {
-                    Phase::Open => {
-                        let flow = self.with_role_flow(app, slot, |role, cx| role.on_peer_eof(cx));
-                        self.apply(d, app, slot, flow);
-                    }
-                    Phase::Lingering | Phase::Flushing { .. } => self.begin_close(d, app, slot),
-                    Phase::Closing => {}
+                if let Some(tls) = c.tls.as_deref_mut()
+                    && let Err(e) = tls.session.eof()
+                {
+                    // A handshake cut off (a port scan, a health check) or a record cut
+                    // short: counted; the role sees the EOF as on a plain connection.
+                    app.stats.count_tls_failure(e.reason());
                 }
+                self.peer_eof(d, app, slot);
             }
             Received::Data(buf) => {
                 if c.phase == Phase::Open {
@@ -273,10 +296,26 @@ impl Core {
         }
     }
 
+    fn peer_eof<D: Driver>(&mut self, d: &mut D, app: &mut App, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        c.peer_eof = true;
+        match c.phase {
+            Phase::Open => {
+                let flow = self.with_role_flow(app, slot, |role, cx| role.on_peer_eof(cx));
+                self.apply(d, app, slot, flow);
+            }
+            Phase::Lingering | Phase::Flushing { .. } => self.begin_close(d, app, slot),
+            Phase::Closing => {}
+        }
+    }
+
     /// Hands received bytes to the role: straight from the driver's buffer when nothing
     /// is pending, else appended to the reassembly buffer.
     fn deliver<D: Driver>(&mut self, d: &mut D, app: &mut App, slot: u32, buf: &RecvBuf) {
         let c = &mut self.conns[slot as usize];
+        if c.tls.is_some() {
+            return self.deliver_tls(d, app, slot, buf);
+        }
         let data = d.data(buf);
         if !c.rx.is_empty() || !c.role.wants_input() {
             c.rx.extend_from_slice(data);
@@ -300,6 +339,68 @@ impl Core {
         }
         self.after_callback(d, app, slot, deadline, flow);
         self.check_rx_limit(d, slot);
+    }
+
+    /// Received bytes on a TLS connection: records are processed where they lie in the
+    /// driver's buffer, the plaintext goes to the reassembly buffer and from there to the
+    /// role, handshake messages and alerts to the connection's wire queue.
+    fn deliver_tls<D: Driver>(&mut self, d: &mut D, app: &mut App, slot: u32, buf: &RecvBuf) {
+        let c = &mut self.conns[slot as usize];
+        let Conn { tls, rx, .. } = c;
+        let Some(tls) = tls.as_deref_mut() else {
+            return;
+        };
+        let was_handshaking = tls.session.is_handshaking();
+        let mut out = Vec::new();
+        let r = tls
+            .session
+            .receive(d.data(buf), |p| rx.extend_from_slice(p), &mut out);
+        tls.queue_raw(out);
+        let wire_pending = !tls.wire.is_empty();
+        let handshake_done = was_handshaking && !tls.session.is_handshaking();
+        if wire_pending {
+            self.mark_dirty(slot);
+        }
+        let progress = match r {
+            Ok(p) => p,
+            Err(e) => return self.tls_failed(d, app, slot, e),
+        };
+        if progress.handshake_done || handshake_done {
+            app.stats.tls_handshakes += 1;
+            // The role's own deadline again (keep-alive, header timeout), and any output
+            // it queued during the handshake can be sealed now.
+            self.with_role(d, app, slot, |role, cx| role.on_data(cx, &mut []).1);
+            self.mark_dirty(slot);
+        }
+        self.feed_pending(d, app, slot);
+        if progress.peer_closed {
+            self.peer_eof(d, app, slot);
+        }
+    }
+
+    /// The TLS session failed: send what it queued (an alert; for a plain HTTP request on
+    /// the TLS port, a 400 a person can read), then close.
+    fn tls_failed<D: Driver>(&mut self, d: &mut D, app: &mut App, slot: u32, e: TlsError) {
+        let reason = e.reason();
+        app.stats.count_tls_failure(reason);
+        if crate::log_enabled(8) {
+            log(8, &format!("TLS handshake or record failed: {e}"));
+        }
+        let c = &mut self.conns[slot as usize];
+        let plain_http = reason == "plain_http";
+        if let Some(tls) = c.tls.as_deref_mut() {
+            tls.done = true;
+            if plain_http {
+                tls.wire.push(Bytes::from_static(PLAIN_HTTP_RESPONSE));
+            }
+        }
+        if !c.send_inflight {
+            c.out.clear();
+        }
+        c.rx = RxBuf::default();
+        self.mark_dirty(slot);
+        // Linger after the 400: the rest of the request may still be on its way.
+        self.apply(d, app, slot, Flow::CloseAfterFlush { linger: plain_http });
     }
 
     /// Offers the reassembly buffer to the role again (after more bytes came, after it
@@ -377,8 +478,18 @@ impl Core {
             self.abort(d, app, slot);
             return;
         }
-        c.out.advance(res as usize);
-        if !c.out.is_empty() {
+        match c.tls.as_deref_mut() {
+            Some(tls) => {
+                tls.wire.advance(res as usize);
+                if tls.wire.is_empty() {
+                    // Give the drained queue's storage back: an idle TLS connection
+                    // holds no output buffer.
+                    tls.wire = OutQueue::default();
+                }
+            }
+            None => c.out.advance(res as usize),
+        }
+        if !c.out.is_empty() || c.tls.as_ref().is_some_and(|t| !t.wire.is_empty()) {
             self.mark_dirty(slot);
             return;
         }
@@ -398,8 +509,11 @@ impl Core {
                 let flow = self.with_role_flow(app, slot, |role, cx| role.on_sent(cx));
                 if matches!(flow, Flow::Abort) {
                     self.abort(d, app, slot);
-                } else if self.conns[slot as usize].out.is_empty() {
+                } else if self.conns[slot as usize].flushed() {
                     self.finish_flush(d, app, slot, linger);
+                } else {
+                    // More body, or the TLS close_notify, still to go.
+                    self.mark_dirty(slot);
                 }
             }
             _ => {}
@@ -500,7 +614,7 @@ impl Core {
                     return;
                 }
                 c.phase = Phase::Flushing { linger };
-                if c.out.is_empty() && !c.send_inflight {
+                if c.flushed() {
                     self.finish_flush(d, app, slot, linger);
                 } else {
                     self.mark_dirty(slot);
@@ -557,15 +671,37 @@ impl Core {
                 continue;
             };
             c.dirty = false;
-            if c.send_inflight || c.out.is_empty() || c.phase == Phase::Closing {
+            if c.send_inflight || c.phase == Phase::Closing {
                 continue;
             }
-            c.out.coalesce(&mut self.coalesce_buf);
-            c.send_inflight = true;
             let id = ConnId {
                 slot,
                 generation: c.generation,
             };
+            if let Some(tls) = c.tls.as_deref_mut() {
+                // The carrier's plaintext is sealed here, once per pass; the records
+                // are what is sent.
+                let closing = matches!(c.phase, Phase::Flushing { .. });
+                if let Err(e) = tls.seal(&mut c.out, &mut self.coalesce_buf, closing) {
+                    log(1, &format!("TLS seal failed: {e}"));
+                    c.out.clear();
+                }
+                self.send_pool.reclaim(&mut c.out);
+                if tls.wire.is_empty() {
+                    continue;
+                }
+                tls.wire.coalesce(&mut self.coalesce_buf);
+                c.send_inflight = true;
+                // SAFETY: as below, for the connection's record queue: it lives in the
+                // boxed `Tls` of the connection, untouched until the completion.
+                unsafe { d.send(id, c.sock, &mut tls.wire) };
+                continue;
+            }
+            if c.out.is_empty() {
+                continue;
+            }
+            c.out.coalesce(&mut self.coalesce_buf);
+            c.send_inflight = true;
             // SAFETY: the queue stays in the connection, untouched, until the send's
             // completion: `send_inflight` is set, and while it is, the queue is neither
             // cleared (`abort`, `on_send`) nor its state returned to the pool
@@ -611,6 +747,9 @@ impl Core {
             // (With a send in flight the chunks stay until its completion: the kernel
             // may still be reading them. The connection is freed after it.)
             c.out.clear();
+            if let Some(tls) = c.tls.as_deref_mut() {
+                tls.wire.clear();
+            }
             self.send_pool.reclaim(&mut c.out);
         }
         self.begin_close(d, app, slot);
@@ -716,7 +855,13 @@ impl Core {
                 continue;
             }
             c.deadline = u64::MAX;
+            let handshaking = c.tls.as_ref().is_some_and(|t| t.session.is_handshaking());
             match c.phase {
+                Phase::Open if handshaking => {
+                    // The handshake did not finish in time (a slowloris of TLS).
+                    app.stats.count_tls_failure(TlsError::timeout().reason());
+                    self.abort(d, app, slot);
+                }
                 Phase::Open => self.with_role(d, app, slot, |role, cx| role.on_timer(cx)),
                 _ => self.abort(d, app, slot),
             }

@@ -28,6 +28,7 @@ mod dispatch;
 pub mod driver;
 mod run;
 pub mod timers;
+pub mod transport;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -114,6 +115,20 @@ pub struct Stats {
     /// and the ring grows; a steady climb once it is at `LoopConfig::buf_max` says that
     /// is too small for the load).
     pub recv_enobufs: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections that failed, by reason (`TlsError::reason`).
+    pub tls_failures: Vec<(&'static str, u64)>,
+}
+
+impl Stats {
+    /// Counts a TLS failure under `reason`.
+    pub fn count_tls_failure(&mut self, reason: &'static str) {
+        match self.tls_failures.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.tls_failures.push((reason, 1)),
+        }
+    }
 }
 
 /// Most `writeable` callbacks one connection gets in one loop pass (each allows one
