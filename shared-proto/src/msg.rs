@@ -42,7 +42,7 @@ use std::fmt;
 pub const MAGIC: [u8; 2] = *b"LW";
 /// Wire version; bumped on any incompatible change. Supervisor and workers are the same
 /// binary, so a mismatch means a corrupted or foreign packet, and it is rejected.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Magic + version + type.
 pub const HEADER_LEN: usize = 4;
 
@@ -84,7 +84,30 @@ const TAG_V4: u8 = 4;
 const TAG_V6: u8 = 6;
 
 /// Encoded size of one [`WorkerStats`].
-const STATS_LEN: usize = 4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8;
+const STATS_LEN: usize = 4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8 + 8 + TLS_FAILURE_REASONS.len() * 8;
+
+/// The reasons a TLS connection fails, as the `reason` label of
+/// `lwsd_tls_handshake_failures_total` (the worker's `TlsError::reason`); a reason not
+/// listed counts as `other`. Order is the wire order of [`WorkerStats::tls_failures`].
+pub const TLS_FAILURE_REASONS: [&str; 17] = [
+    "bad_record",
+    "no_shared_cipher",
+    "protocol_version",
+    "incompatible",
+    "no_certificate",
+    "bad_certificate",
+    "no_application_protocol",
+    "alert_received",
+    "peer_misbehaved",
+    "plain_http",
+    "timeout",
+    "eof",
+    "truncated",
+    "too_large",
+    "local",
+    "misuse",
+    "other",
+];
 
 /// Most session-ticket keys in one `TicketKeys` message: the current key and the older
 /// ones kept so tickets sealed before a rotation still open (the supervisor keeps 3).
@@ -198,6 +221,22 @@ pub struct WorkerStats {
     pub cpu_ns: u64,
     /// Resident set size in bytes.
     pub rss_bytes: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections that failed, by [`TLS_FAILURE_REASONS`] index.
+    pub tls_failures: [u64; TLS_FAILURE_REASONS.len()],
+}
+
+impl WorkerStats {
+    /// Counts a TLS failure under `reason` (`other` when it is not one of
+    /// [`TLS_FAILURE_REASONS`]).
+    pub fn count_tls_failure(&mut self, reason: &str) {
+        let i = TLS_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(TLS_FAILURE_REASONS.len() - 1);
+        self.tls_failures[i] += 1;
+    }
 }
 
 /// Why a packet was rejected.
@@ -434,7 +473,11 @@ impl FromWorker {
                     s.loop_stall_ns,
                     s.cpu_ns,
                     s.rss_bytes,
+                    s.tls_handshakes,
                 ] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                for v in s.tls_failures {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
                 Ok(())
@@ -477,6 +520,14 @@ impl FromWorker {
                     loop_stall_ns: r.u64()?,
                     cpu_ns: r.u64()?,
                     rss_bytes: r.u64()?,
+                    tls_handshakes: r.u64()?,
+                    tls_failures: {
+                        let mut f = [0u64; TLS_FAILURE_REASONS.len()];
+                        for v in &mut f {
+                            *v = r.u64()?;
+                        }
+                        f
+                    },
                 })
             }
             T_BUS_FROM => FromWorker::Bus(BusMessage::decode_body(&mut r)?),
@@ -814,6 +865,8 @@ mod tests {
             loop_stall_ns: 9,
             cpu_ns: 10,
             rss_bytes: u64::MAX,
+            tls_handshakes: 11,
+            tls_failures: std::array::from_fn(|i| 100 + i as u64),
         };
         rt_from(FromWorker::Stats(max));
         let mut buf = Vec::new();
