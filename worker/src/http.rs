@@ -32,8 +32,9 @@ use crate::roles::ws::conn::WsConn;
 use crate::roles::ws::{deflate, handshake};
 use crate::service::conn::OutQueue;
 use crate::service::{Cx, Flow, Role, RoleFactory};
+use crate::session::ws::WsSession;
+use crate::upgraded::Upgraded;
 use crate::vhost::{MountId, Route, Vhost};
-use crate::ws::WsRole;
 
 /// Size of each piece of a streamed file body. 128 KiB: large enough that a loopback
 /// client downloading at memory speed costs few syscalls per MiB, small enough that a
@@ -464,7 +465,9 @@ impl HttpConn {
                     ws.set_compression(deflate::Pmd::new(deflate::Side::Server, &params));
                 }
                 self.closing = true; // this role is done with the connection
-                Some(Flow::Upgrade(Box::new(WsRole::new(ws, proto))))
+                Some(Flow::Upgrade(Box::new(Upgraded::new(WsSession::new(
+                    ws, proto,
+                )))))
             }
             Err(e) => {
                 // The server's own head (Date, Server, Connection: close) like every
