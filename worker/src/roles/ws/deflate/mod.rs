@@ -212,6 +212,12 @@ pub struct Pmd {
     rx_in_msg: bool,
     /// Free (rather than reset) a stream without context takeover after each message.
     free_after_message: bool,
+    /// A message not made by our compressor went out ([`Pmd::foreign_message_sent`]):
+    /// with context takeover the compressor's window no longer matches the peer's, so
+    /// it starts afresh before its next message.
+    tx_stale: bool,
+    /// A fragmented message is being compressed ([`Pmd::compress_fragment`]).
+    tx_in_msg: bool,
 }
 
 impl Pmd {
@@ -247,6 +253,8 @@ impl Pmd {
             rx_msg_len: 0,
             rx_in_msg: false,
             free_after_message: false,
+            tx_stale: false,
+            tx_in_msg: false,
         }
     }
 
@@ -263,7 +271,7 @@ impl Pmd {
     /// lose the shared window). Returns whether anything was freed.
     pub fn release_idle(&mut self) -> bool {
         let mut freed = false;
-        if self.tx_fresh && self.tx.is_some() {
+        if (self.tx_fresh || self.tx_stale) && !self.tx_in_msg && self.tx.is_some() {
             self.tx = None;
             freed = true;
         }
@@ -278,19 +286,39 @@ impl Pmd {
     /// `out`: DEFLATE with a sync flush, the `00 00 ff ff` tail removed (RFC 7692
     /// 7.2.1). An empty message is the single byte `0x00` (7.2.3.6).
     pub fn compress(&mut self, msg: &[u8], out: &mut Vec<u8>) {
-        if msg.is_empty() {
+        if msg.is_empty() && !self.tx_in_msg {
             // 7.2.3.6: a non-final stored block header with no data; our compressor is
             // byte aligned after every sync flush, so this does not disturb its stream.
             out.push(0x00);
             return;
+        }
+        self.compress_fragment(msg, true, out);
+    }
+
+    /// Compresses one fragment of a message (RFC 7692 6.1: the compressed data of a
+    /// message may be split over its frames; RSV1 goes on the first frame only) and
+    /// appends it to `out`. Every fragment ends with a sync flush, so the peer can
+    /// inflate what it has received at once; a non-final fragment keeps the flush's
+    /// `00 00 ff ff` (an empty stored block, valid DEFLATE data), the final one has it
+    /// removed (7.2.1). A final fragment may come out empty: the tail the receiver
+    /// appends (7.2.2) then completes the message.
+    pub fn compress_fragment(&mut self, data: &[u8], fin: bool, out: &mut Vec<u8>) {
+        if self.tx_stale && !self.tx_in_msg {
+            // A message our compressor did not make went out in between: the peer's
+            // window holds it, ours does not, so forget ours (7.2.3.2 back-references
+            // must reach the same bytes on both sides).
+            self.tx_stale = false;
+            if let Some(c) = self.tx.as_mut() {
+                c.reset();
+            }
         }
         let start = out.len();
         let (bits, level) = (self.tx_bits, self.level);
         let c = self
             .tx
             .get_or_insert_with(|| Box::new(Compress::new_with_window_bits(level, false, bits)));
-        out.reserve(msg.len() + COMPRESS_SLACK);
-        let mut input = msg;
+        out.reserve(data.len() + COMPRESS_SLACK);
+        let mut input = data;
         let mut ok = true;
         loop {
             let before = c.total_in();
@@ -306,19 +334,32 @@ impl Pmd {
             }
             out.reserve(out.capacity().max(COMPRESS_SLACK));
         }
-        // 7.2.1: remove the sync flush's empty stored block tail.
-        if ok && out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        } else {
-            // zlib failed (not expected: only misuse makes it fail). Send the message
-            // as stored blocks, which any inflater at any context decodes, and start
-            // the compressor afresh so its stream never mixes with this one.
+        // A sync flush with no new input after another one adds nothing (zlib: no
+        // progress possible); that is the only way to produce no tail.
+        let flushed = out.len() >= start + TAIL.len() && out.ends_with(&TAIL);
+        if !ok || !(flushed || data.is_empty()) {
+            // zlib failed (not expected: only misuse makes it fail). Send the data as
+            // stored blocks, which any inflater at any context decodes (the stream is
+            // byte aligned after the previous fragment's flush), and start the
+            // compressor afresh so its stream never mixes with this one.
             out.truncate(start);
-            encode_stored(msg, out);
+            encode_stored(data, out);
+            if !fin {
+                // encode_stored ends with the header byte `0x00` of an empty stored
+                // block whose LEN/NLEN the receiver's appended tail supplies (7.2.2);
+                // mid-message, supply them here.
+                out.extend_from_slice(&TAIL);
+            }
             self.tx = None;
+            self.tx_in_msg = !fin;
             return;
         }
-        if self.tx_fresh {
+        if fin && flushed {
+            // 7.2.1: remove the sync flush's empty stored block tail.
+            out.truncate(out.len() - TAIL.len());
+        }
+        self.tx_in_msg = !fin;
+        if fin && self.tx_fresh {
             // 7.1.1: no context takeover: the next message starts a fresh stream.
             if self.free_after_message {
                 self.tx = None;
@@ -326,6 +367,23 @@ impl Pmd {
                 c.reset();
             }
         }
+    }
+
+    /// Tells the compressor that a message it did not produce (e.g. a
+    /// [`compress_standalone`] broadcast) was sent on this connection. With context
+    /// takeover our compressor's history then differs from the peer's window, so its
+    /// next message starts from an empty history (cheap: nothing happens when no
+    /// compressor exists yet).
+    pub fn foreign_message_sent(&mut self) {
+        if !self.tx_fresh && self.tx.is_some() {
+            self.tx_stale = true;
+        }
+    }
+
+    /// Window bits our compressor may use (9..=15): a [`compress_standalone`] message of
+    /// at most `1 << bits` bytes fits it.
+    pub fn tx_window_bits(&self) -> u8 {
+        self.tx_bits
     }
 
     /// Inflates one frame's payload of a compressed message, appending to `out`. `fin`:
@@ -428,6 +486,56 @@ impl Pmd {
     pub fn has_decompressor(&self) -> bool {
         self.rx.is_some()
     }
+}
+
+thread_local! {
+    /// The compressor [`compress_standalone`] reuses (reset after each message): one
+    /// per worker thread, so a broadcast costs a reset rather than a 250 KiB init.
+    static STANDALONE: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses `msg` as one whole permessage-deflate message with no context (a fresh
+/// stream, [`MAX_WINDOW_BITS`] window, [`DEFAULT_LEVEL`]) and appends the payload to
+/// `out`, tail removed (RFC 7692 7.2.1). Its back-references reach only into the
+/// message itself (so less than `msg.len()` bytes back), so any receiver decodes it
+/// whatever it received before (7.2.3.2), given a window of at least `msg.len()` bytes:
+/// one encoding serves every connection, whatever its context takeover. After sending
+/// it on a connection, call that connection's [`Pmd::foreign_message_sent`].
+pub fn compress_standalone(msg: &[u8], out: &mut Vec<u8>) {
+    if msg.is_empty() {
+        out.push(0x00); // 7.2.3.6
+        return;
+    }
+    STANDALONE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let c = cell.get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(DEFAULT_LEVEL), false, MAX_WINDOW_BITS)
+        });
+        c.reset();
+        let start = out.len();
+        out.reserve(msg.len() + COMPRESS_SLACK);
+        let mut input = msg;
+        loop {
+            let before = c.total_in();
+            if c.compress_vec(input, out, FlushCompress::Sync).is_err() {
+                break;
+            }
+            let used = usize::try_from(c.total_in() - before).unwrap_or(usize::MAX);
+            input = input.get(used..).unwrap_or_default();
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity().max(COMPRESS_SLACK));
+        }
+        if input.is_empty() && out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        } else {
+            // zlib failed (not expected): stored blocks decode anywhere too.
+            out.truncate(start);
+            encode_stored(msg, out);
+            *cell = None;
+        }
+    });
 }
 
 /// Encodes `msg` as DEFLATE stored blocks (RFC 1951 3.2.4) in RFC 7692's message form:
