@@ -78,7 +78,7 @@ const COMPRESS_SLACK: usize = 64;
 
 /// Messages shorter than this, when no context is to be kept (no context takeover on
 /// our side, or [`compress_standalone`]), are encoded as one fixed-Huffman block of
-/// literals ([`encode_literals`]) instead of through zlib. At these lengths DEFLATE finds
+/// literals (`encode_literals`) instead of through zlib. At these lengths DEFLATE finds
 /// nothing to gain without context (measured, `pmd_tests.rs` `measure_compression`:
 /// 4..24-byte text comes out 1.55..1.00 of raw, 32 bytes 0.92), while zlib's stream
 /// reset (it clears its hash tables) costs 3..4 µs a message (`ws/tiny` bench); the
