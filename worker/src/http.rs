@@ -446,8 +446,9 @@ impl HttpConn {
                 // A client naming no protocol gets the default, else the first one (lws
                 // binds such a client to the vhost's first protocol).
                 let proto = acc.protocol.and_then(|n| protos.index(n)).unwrap_or(0);
-                // permessage-deflate (RFC 7692) when offered and allowed.
-                let pmd = if cx.app.config.ws_deflate {
+                // permessage-deflate (RFC 7692) when offered and allowed (by the
+                // command line and by the protocol).
+                let pmd = if cx.app.config.ws_deflate && protos.permessage_deflate(proto) {
                     deflate::negotiate_server(&acc.extensions_offer, &deflate::PmdPolicy::default())
                 } else {
                     None
