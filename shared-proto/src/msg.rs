@@ -84,7 +84,8 @@ const TAG_V4: u8 = 4;
 const TAG_V6: u8 = 6;
 
 /// Encoded size of one [`WorkerStats`].
-const STATS_LEN: usize = 4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8 + 8 + TLS_FAILURE_REASONS.len() * 8;
+const STATS_LEN: usize =
+    4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8 + 2 * 8 + TLS_FAILURE_REASONS.len() * 8;
 
 /// The reasons a TLS connection fails, as the `reason` label of
 /// `lwsd_tls_handshake_failures_total` (the worker's `TlsError::reason`); a reason not
@@ -170,6 +171,10 @@ pub enum PeerAddr {
 
 /// Worker → supervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one Stats message every 250 ms per worker, built and read in place: boxing it would only add an allocation"
+)]
 pub enum FromWorker {
     /// First message of a worker, once its loop is ready. `max_conns`: the connections
     /// it can hold within its open-files limit (the supervisor hands it no more).
@@ -221,6 +226,8 @@ pub struct WorkerStats {
     pub cpu_ns: u64,
     /// Resident set size in bytes.
     pub rss_bytes: u64,
+    /// Connections the worker lost receiving them: it had no descriptor left (EMFILE).
+    pub conns_lost_emfile: u64,
     /// TLS handshakes completed.
     pub tls_handshakes: u64,
     /// TLS connections that failed, by [`TLS_FAILURE_REASONS`] index.
@@ -473,6 +480,7 @@ impl FromWorker {
                     s.loop_stall_ns,
                     s.cpu_ns,
                     s.rss_bytes,
+                    s.conns_lost_emfile,
                     s.tls_handshakes,
                 ] {
                     out.extend_from_slice(&v.to_le_bytes());
@@ -520,6 +528,7 @@ impl FromWorker {
                     loop_stall_ns: r.u64()?,
                     cpu_ns: r.u64()?,
                     rss_bytes: r.u64()?,
+                    conns_lost_emfile: r.u64()?,
                     tls_handshakes: r.u64()?,
                     tls_failures: {
                         let mut f = [0u64; TLS_FAILURE_REASONS.len()];
@@ -865,6 +874,7 @@ mod tests {
             loop_stall_ns: 9,
             cpu_ns: 10,
             rss_bytes: u64::MAX,
+            conns_lost_emfile: 12,
             tls_handshakes: 11,
             tls_failures: std::array::from_fn(|i| 100 + i as u64),
         };

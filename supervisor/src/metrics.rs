@@ -104,6 +104,14 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "Connections the supervisor answered 503 and closed, by reason (workers_full: every worker at the connections its open-files limit allows).",
     ),
     (
+        "lwsd_accept_errors_total",
+        "Accepts that failed in the supervisor (EMFILE, ENFILE: out of descriptors); the connection waits in the listen backlog.",
+    ),
+    (
+        "lwsd_connections_lost_total",
+        "Connections a worker could not take because it ran out of descriptors receiving them (reason emfile); the kernel closed them.",
+    ),
+    (
         "lwsd_bus_messages_relayed_total",
         "Bus messages the supervisor delivered to a worker.",
     ),
@@ -125,6 +133,7 @@ pub struct WorkerSeries {
     ws_bytes_rx: Counter,
     ws_bytes_tx: Counter,
     tls_handshakes: Counter,
+    lost_emfile: Counter,
     tls_failures: [Counter; lwsd_proto::TLS_FAILURE_REASONS.len()],
     stall: Gauge,
     cpu: Gauge,
@@ -144,6 +153,8 @@ pub struct Metrics {
     pub handoff_failures: Counter,
     /// `lwsd_connections_refused_total{reason="workers_full"}`.
     pub refused_workers_full: Counter,
+    /// `lwsd_accept_errors_total`.
+    pub accept_errors: Counter,
     pub bus_relayed: Counter,
     pub bus_dropped: Counter,
 }
@@ -198,6 +209,10 @@ impl Metrics {
                     ws_bytes_rx: c("lwsd_ws_bytes_total", &dir("rx")),
                     ws_bytes_tx: c("lwsd_ws_bytes_total", &dir("tx")),
                     tls_handshakes: c("lwsd_tls_handshakes_total", &w),
+                    lost_emfile: c(
+                        "lwsd_connections_lost_total",
+                        &[("worker", i.to_string()), ("reason", "emfile".to_owned())],
+                    ),
                     tls_failures: std::array::from_fn(|k| {
                         c(
                             "lwsd_tls_handshake_failures_total",
@@ -226,6 +241,7 @@ impl Metrics {
                 "lwsd_connections_refused_total",
                 &[("reason", "workers_full".to_owned())],
             ),
+            accept_errors: c("lwsd_accept_errors_total", &[]),
             bus_relayed: c("lwsd_bus_messages_relayed_total", &[]),
             bus_dropped: c("lwsd_bus_messages_dropped_total", &[]),
         };
@@ -265,6 +281,7 @@ impl WorkerSeries {
         b.ws_bytes_rx = b.ws_bytes_rx.saturating_add(c.ws_bytes_rx);
         b.ws_bytes_tx = b.ws_bytes_tx.saturating_add(c.ws_bytes_tx);
         b.tls_handshakes = b.tls_handshakes.saturating_add(c.tls_handshakes);
+        b.conns_lost_emfile = b.conns_lost_emfile.saturating_add(c.conns_lost_emfile);
         for (b, c) in b.tls_failures.iter_mut().zip(c.tls_failures) {
             *b = b.saturating_add(c);
         }
@@ -303,6 +320,8 @@ impl WorkerSeries {
             .absolute(b.ws_bytes_tx.saturating_add(c.ws_bytes_tx));
         self.tls_handshakes
             .absolute(b.tls_handshakes.saturating_add(c.tls_handshakes));
+        self.lost_emfile
+            .absolute(b.conns_lost_emfile.saturating_add(c.conns_lost_emfile));
         for ((h, b), c) in self
             .tls_failures
             .iter()
