@@ -278,6 +278,56 @@ impl Vhost<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BusTooBig(pub usize);
 
+/// Bytes kept in front of a [`Payload`] for its frame header (lws' `LWS_PRE`): the
+/// longest WebSocket header, 2 + 8 length bytes + 4 mask bytes (RFC 6455 5.2).
+pub const LWS_PRE: usize = crate::roles::ws::frame::MAX_HEADER_LEN;
+
+/// A WebSocket message payload with [`LWS_PRE`] bytes of room in front, for
+/// [`Conn::write_payload`]. Sized with [`Payload::with_capacity`] and filled to that
+/// size, it is one allocation for the whole frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    buf: bytes::BytesMut,
+}
+
+impl Payload {
+    /// An empty payload with room for `n` bytes (and the header in front).
+    pub fn with_capacity(n: usize) -> Payload {
+        let mut buf = bytes::BytesMut::with_capacity(LWS_PRE + n);
+        buf.resize(LWS_PRE, 0);
+        Payload { buf }
+    }
+
+    /// A payload holding a copy of `data`, sized exactly.
+    pub fn copy_from_slice(data: &[u8]) -> Payload {
+        let mut p = Payload::with_capacity(data.len());
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// Appends `data`.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        if self.buf.is_empty() {
+            self.buf.resize(LWS_PRE, 0);
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Payload bytes (the room not counted).
+    pub fn len(&self) -> usize {
+        self.buf.len().saturating_sub(LWS_PRE)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.buf.get(LWS_PRE..).unwrap_or(&[])
+    }
+}
+
 /// A connection's per-callback state (flags the loop reads afterwards). 16 bytes: the
 /// requested close is boxed because it is rare and a `Close` is 24 bytes (its reason is
 /// a `&'static str`), which every idle connection would otherwise carry.
@@ -352,6 +402,27 @@ impl<'a> Conn<'a> {
         };
         let len = data.len() as u64;
         self.with_writer(|ws, out| ws.send_frame_into(dk, cont, fin, data, out))?;
+        self.written += len;
+        Ok(())
+    }
+
+    /// Sends one frame like [`write`](Self::write), from a [`Payload`] that has room for
+    /// the frame header in front of it (lws' `LWS_PRE`): the header is written into that
+    /// room and the frame leaves as the one buffer, with no copy and no allocation for the
+    /// framing. Only inside `writeable`, once.
+    pub fn write_payload(
+        &mut self,
+        kind: WriteKind,
+        fin: bool,
+        payload: Payload,
+    ) -> Result<(), WriteError> {
+        let (dk, cont) = match kind {
+            WriteKind::Text => (DataKind::Text, false),
+            WriteKind::Binary => (DataKind::Binary, false),
+            WriteKind::Continuation => (DataKind::Binary, true),
+        };
+        let len = payload.len() as u64;
+        self.with_writer(|ws, out| ws.send_room_into(dk, cont, fin, payload.buf, out))?;
         self.written += len;
         Ok(())
     }

@@ -8,9 +8,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
-
-use crate::api::{CbResult, Close, Conn, FrameInfo, Protocol, WriteKind};
+use crate::api::{CbResult, Close, Conn, FrameInfo, Payload, Protocol, WriteKind};
 
 /// The protocol name clients ask for.
 pub const NAME: &str = "lws-echo";
@@ -25,8 +23,9 @@ pub struct Echo;
 /// A connection's state.
 #[derive(Default)]
 pub struct EchoSession {
-    partial: BytesMut,
-    queue: VecDeque<(bool, Bytes)>,
+    /// A fragmented message being collected (with its frame header's room in front).
+    partial: Option<Payload>,
+    queue: VecDeque<(bool, Payload)>,
     queued: usize,
     paused: bool,
 }
@@ -45,13 +44,23 @@ impl Protocol for Echo {
         data: &[u8],
         f: FrameInfo,
     ) -> CbResult {
+        // Copied once, into a buffer with room for the echo's frame header in front:
+        // the echo then leaves as that one buffer (Conn::write_payload).
         if f.first && f.last {
-            s.queue.push_back((f.binary, Bytes::copy_from_slice(data)));
+            s.queue
+                .push_back((f.binary, Payload::copy_from_slice(data)));
             s.queued += data.len();
         } else {
-            s.partial.extend_from_slice(data);
-            if f.last {
-                let msg = s.partial.split().freeze();
+            // Sized for what this frame announces, up to 64 KiB: a peer's announced
+            // length is not a reason to allocate it before it arrives.
+            let hint = data.len() + (f.remaining as usize).min(64 * 1024);
+            let p = s
+                .partial
+                .get_or_insert_with(|| Payload::with_capacity(hint));
+            p.extend_from_slice(data);
+            if f.last
+                && let Some(msg) = s.partial.take()
+            {
                 s.queued += msg.len();
                 s.queue.push_back((f.binary, msg));
             }
@@ -76,7 +85,8 @@ impl Protocol for Echo {
         } else {
             WriteKind::Text
         };
-        conn.write(kind, true, msg).map_err(|_| Close::INTERNAL)?;
+        conn.write_payload(kind, true, msg)
+            .map_err(|_| Close::INTERNAL)?;
         if s.queue.is_empty() {
             // Idle again: do not keep the queue's buffer (4 entries, 160 bytes) on a
             // connection that may now sit idle for hours.

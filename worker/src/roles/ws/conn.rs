@@ -73,7 +73,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::{code, parse_close_body};
 use super::deflate::{Pmd, PmdError};
@@ -382,6 +382,23 @@ impl<O: Extend<Bytes>> Tx<'_, O> {
     fn emit(&mut self, b: Bytes) {
         self.out.extend(std::iter::once(b));
         self.queued += 1;
+    }
+}
+
+/// A frame's payload as the sender gives it.
+enum Payload {
+    /// The payload alone: the header goes in a chunk of its own.
+    Plain(Bytes),
+    /// [`MAX_HEADER_LEN`] bytes of room, then the payload.
+    Room(BytesMut),
+}
+
+impl Payload {
+    fn data(&self) -> &[u8] {
+        match self {
+            Payload::Plain(b) => b,
+            Payload::Room(r) => &r[MAX_HEADER_LEN..],
+        }
     }
 }
 
@@ -1098,7 +1115,9 @@ impl WsConn {
         fin: bool,
         payload: Bytes,
     ) -> Result<(), UsageError> {
-        self.with_queue(|this, tx| this.send_frame_tx(kind, continuation, fin, payload, tx))
+        self.with_queue(|this, tx| {
+            this.send_frame_tx(kind, continuation, fin, Payload::Plain(payload), tx)
+        })
     }
 
     /// [`send_frame`](Self::send_frame), appending the frame to `out`.
@@ -1110,7 +1129,36 @@ impl WsConn {
         payload: Bytes,
         out: &mut impl Extend<Bytes>,
     ) -> Result<(), UsageError> {
-        self.send_frame_tx(kind, continuation, fin, payload, &mut Tx { out, queued: 0 })
+        self.send_frame_tx(
+            kind,
+            continuation,
+            fin,
+            Payload::Plain(payload),
+            &mut Tx { out, queued: 0 },
+        )
+    }
+
+    /// [`send_frame_into`](Self::send_frame_into) for a payload written after
+    /// [`MAX_HEADER_LEN`] bytes of room (`room[..MAX_HEADER_LEN]` is scratch, the payload
+    /// follows): the header is written into the end of the room and the frame leaves as
+    /// that one buffer, with no copy and no allocation for the framing (lws' `LWS_PRE`).
+    /// A buffer filled to its capacity becomes `Bytes` without any allocation at all.
+    pub fn send_room_into(
+        &mut self,
+        kind: DataKind,
+        continuation: bool,
+        fin: bool,
+        room: BytesMut,
+        out: &mut impl Extend<Bytes>,
+    ) -> Result<(), UsageError> {
+        assert!(room.len() >= MAX_HEADER_LEN, "no room for the frame header");
+        self.send_frame_tx(
+            kind,
+            continuation,
+            fin,
+            Payload::Room(room),
+            &mut Tx { out, queued: 0 },
+        )
     }
 
     fn send_frame_tx<O: Extend<Bytes>>(
@@ -1118,7 +1166,7 @@ impl WsConn {
         kind: DataKind,
         continuation: bool,
         fin: bool,
-        payload: Bytes,
+        payload: Payload,
         tx: &mut Tx<'_, O>,
     ) -> Result<(), UsageError> {
         if self.state != WsState::Open {
@@ -1134,9 +1182,26 @@ impl WsConn {
         if self.deflate.is_some() {
             // RSV1 on the first frame only (RFC 7692 6.1, RFC 6455 5.2).
             let rsv = if continuation { 0 } else { RSV1 };
-            self.send_compressed(op, fin, rsv, &payload, tx);
+            self.send_compressed(op, fin, rsv, payload.data(), tx);
             return Ok(());
         }
+        let payload = match payload {
+            Payload::Plain(b) => b,
+            Payload::Room(mut room) => {
+                let len = room.len() - MAX_HEADER_LEN;
+                let mask = self.next_mask();
+                let h = encode_header(fin, 0, op, mask, len as u64);
+                let hstart = MAX_HEADER_LEN - h.len();
+                room[hstart..MAX_HEADER_LEN].copy_from_slice(&h);
+                if let Some(m) = mask {
+                    apply_mask(&mut room[MAX_HEADER_LEN..], m, 0);
+                }
+                let mut frame = room.freeze();
+                frame.advance(hstart);
+                tx.emit(frame);
+                return Ok(());
+            }
+        };
         match self.next_mask() {
             None => {
                 let h = encode_header(fin, 0, op, None, payload.len() as u64);
