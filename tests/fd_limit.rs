@@ -3,10 +3,9 @@
 //! supervisor instead of a reset, counted in `lwsd_connections_refused_total`, with a
 //! log line a second at most; once they leave, lwsd serves as before. Both handoff modes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
@@ -55,30 +54,9 @@ fn with_mode(mode: &str) {
         })
     };
     let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let reader = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(l);
-            }
-        })
-    };
-    let l = Lwsd {
-        child,
-        port,
-        metrics_port: Some(metrics_port),
-    };
+    let (log, reader) = support::collect_lines(child.stderr.take().unwrap());
+    let l = Lwsd::adopt(child, port, Some(metrics_port));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let t = Instant::now();
-    while http_get_tcp(addr, "/").is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "{mode}: lwsd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     // Every client sends a keep-alive request and stays connected.
     let mut clients = Vec::with_capacity(CLIENTS);

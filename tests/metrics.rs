@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{IO_TIMEOUT, Lwsd, http_get_tcp, metric};
+use support::{IO_TIMEOUT, Lwsd, metric};
 
 /// Waits (bounded) until `series` reads `want` on the next snapshots; its last value.
 fn wait_metric(l: &Lwsd, series: &str, want: f64) -> Option<f64> {
@@ -106,22 +106,8 @@ fn a_taken_metrics_address_stops_lwsd_only_when_given() {
             .map_while(Result::ok)
             .find(|l| l.contains("serving without metrics"))
     });
-    let l = Lwsd {
-        child,
-        port,
-        metrics_port: None,
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let t = Instant::now();
-    let mut l = l;
-    while http_get_tcp(addr, "/").is_err() {
-        assert!(
-            l.child.try_wait().unwrap().is_none(),
-            "lwsd exited because the default metrics address was taken"
-        );
-        assert!(t.elapsed() < Duration::from_secs(10), "lwsd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // (Lwsd::adopt panics if lwsd exits because the default metrics address was taken.)
+    let l = Lwsd::adopt(child, port, None);
     assert_eq!(l.terminate().code(), Some(0));
     let line = warning
         .join()

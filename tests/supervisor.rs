@@ -494,17 +494,7 @@ fn the_open_files_limit_is_raised_for_the_workers() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let l = Lwsd {
-        child,
-        port,
-        metrics_port: None,
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let t = Instant::now();
-    while http_get_tcp(addr, "/").is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "lwsd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let l = Lwsd::adopt(child, port, None);
     let limits = |pid: u32| -> (String, String) {
         let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
         let line = text
@@ -753,33 +743,14 @@ fn proc_state(pid: u32) -> Option<char> {
 /// process group: a worker ignores them (its supervisor drains it).
 #[test]
 fn operator_signals_neither_end_nor_stop_lwsd() {
-    use std::io::{BufRead, BufReader};
     let port = support::free_port();
     let mut child = lwsd_on(port, &["-j", "2"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log: Arc<Mutex<Vec<String>>> = Arc::default();
-    let reader = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(l);
-            }
-        })
-    };
-    let l = Lwsd {
-        child,
-        port,
-        metrics_port: None,
-    };
+    let (log, reader) = support::collect_lines(child.stderr.take().unwrap());
+    let l = Lwsd::adopt(child, port, None);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let t = Instant::now();
-    while http_get_tcp(addr, "/").is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "lwsd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let workers = l
         .wait_workers(2, &[], Duration::from_secs(10))
         .expect("two workers");

@@ -94,12 +94,6 @@ fn a_plain_http_request_on_the_tls_port_gets_a_readable_400() {
     assert_eq!(curl_https(s.port, &["/"])[0].0, 200);
 }
 
-/// The value of the series `name{labels}` in a Prometheus text page.
-fn series(page: &str, name_and_labels: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-}
-
 #[test]
 fn handshakes_and_failures_are_counted_per_worker_by_reason() {
     let s = Lwsd::start(&["-j", "1", "-s", "-i", "127.0.0.1"]);
@@ -109,14 +103,14 @@ fn handshakes_and_failures_are_counted_per_worker_by_reason() {
     let t = std::time::Instant::now();
     let page = loop {
         let page = s.metrics();
-        if series(&page, "lwsd_tls_handshakes_total{worker=\"0\"}") == Some(2.0) {
+        if support::metric(&page, "lwsd_tls_handshakes_total{worker=\"0\"}") == Some(2.0) {
             break page;
         }
         assert!(t.elapsed() < Duration::from_secs(5), "{page}");
         std::thread::sleep(Duration::from_millis(50));
     };
     let failed = |r: &str| {
-        series(
+        support::metric(
             &page,
             &format!("lwsd_tls_handshake_failures_total{{worker=\"0\",reason=\"{r}\"}}"),
         )

@@ -110,6 +110,19 @@ impl Lwsd {
         })
     }
 
+    /// Takes over an lwsd a test spawned itself (with limits, a shell, its stderr piped),
+    /// listening on 127.0.0.1:`port`, and waits until a GET / answers there. Panics if
+    /// it exits first or does not answer in time.
+    pub fn adopt(child: Child, port: u16, metrics_port: Option<u16>) -> Lwsd {
+        let mut l = Lwsd {
+            child,
+            port,
+            metrics_port,
+        };
+        assert!(l.wait_ready("127.0.0.1"), "lwsd exited before answering");
+        l
+    }
+
     /// True once a GET / answers; false if lwsd exits first (panics on a timeout).
     fn wait_ready(&mut self, host: &str) -> bool {
         let ip: std::net::IpAddr = host.parse().unwrap_or([127, 0, 0, 1].into());
@@ -221,6 +234,24 @@ pub fn process_env(pid: u32, name: &str) -> Option<String> {
         let (k, v) = kv.split_once('=')?;
         (k == name).then(|| v.to_owned())
     })
+}
+
+/// Collects every line `r` yields (a child's stderr) on a thread of its own: the lines
+/// so far, and the thread (joined once the child is gone, for the rest).
+pub fn collect_lines(
+    r: impl Read + Send + 'static,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let log = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+    let sink = log.clone();
+    let t = std::thread::spawn(move || {
+        for l in BufReader::new(r).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (log, t)
 }
 
 /// The value of one series in a Prometheus text exposition, e.g.
