@@ -6,7 +6,7 @@
 //! carrier: HTTP/1.1, WebSocket, ...) and the role's answers ([`Flow`]) into driver ops.
 //! It knows no protocol: roles see their connection only through [`Cx`]. Output leaves
 //! once per connection per pass ([`Core::flush`]): small multi-chunk output is copied
-//! into one buffer ([`COALESCE_MAX`](super::conn::COALESCE_MAX)), larger output goes in a writev, at most one
+//! into one buffer ([`COALESCE_MAX`](super::output::COALESCE_MAX)), larger output goes in a writev, at most one
 //! send in flight. Timers are a heap ([`Timers`]) with one kernel timeout for the earliest
 //! deadline, given as the driver's wait timeout.
 //!
@@ -53,7 +53,7 @@ pub struct Core {
     pub(super) send_pool: SendPool,
     timers: Timers,
     /// Small multi-chunk output is copied here before sending
-    /// ([`COALESCE_MAX`](super::conn::COALESCE_MAX)).
+    /// ([`COALESCE_MAX`](super::output::COALESCE_MAX)).
     coalesce_buf: BytesMut,
     /// Connections with output to flush this pass.
     dirty: Vec<u32>,

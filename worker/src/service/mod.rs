@@ -26,6 +26,7 @@ mod control;
 pub mod core;
 mod dispatch;
 pub mod driver;
+pub mod output;
 mod run;
 pub mod timers;
 pub mod transport;
@@ -243,7 +244,7 @@ impl Drop for Loop {
 }
 
 /// How often the send-state pool gives back what the load of the last period did not
-/// need ([`conn::SendPool::trim`]): a burst's states are freed within two periods of its end.
+/// need ([`output::SendPool::trim`]): a burst's states are freed within two periods of its end.
 const POOL_TRIM_MS: u64 = 1000;
 
 impl Loop {

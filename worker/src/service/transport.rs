@@ -13,7 +13,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::conn::OutQueue;
+use super::output::OutQueue;
 use crate::roles::tls::{TlsError, TlsSession};
 
 /// A connection's TLS state.

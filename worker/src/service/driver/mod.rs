@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use self::bufring::RecvBuf;
 pub use self::uring::Uring;
-use super::conn::OutQueue;
+use super::output::OutQueue;
 use crate::api::ConnId;
 
 /// What a recv on a connection produced.

@@ -22,7 +22,7 @@ use super::token::{self, Op};
 use super::{Driver, Event, Received, Sock};
 use crate::api::ConnId;
 use crate::service::LoopConfig;
-use crate::service::conn::OutQueue;
+use crate::service::output::OutQueue;
 
 /// The io_uring driver of one worker.
 pub struct Uring {
