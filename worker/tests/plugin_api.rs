@@ -352,9 +352,9 @@ impl Protocol for BodyReader {
         Ok(())
     }
 
-    fn http_body_completion(&mut self, _vh: &mut Vhost<'_>, _s: usize) -> HttpResponse {
+    fn http_body_completion(&mut self, _vh: &mut Vhost<'_>, _s: usize) -> HttpAnswer<usize> {
         self.0.lock().unwrap().completed += 1;
-        HttpResponse::new(200, "text/plain", Bytes::from_static(b"ok"))
+        HttpResponse::new(200, "text/plain", Bytes::from_static(b"ok")).into()
     }
 
     fn closed(&mut self, _vh: &mut Vhost<'_>, _id: ConnId, s: usize) {
