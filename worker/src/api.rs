@@ -14,6 +14,26 @@
 //! | PROTOCOL_INIT / PROTOCOL_DESTROY | [`Protocol::init`] / [`Protocol::destroy`], once per worker's vhost |
 //! | `lws_timed_callback_vh_protocol` | [`Vhost::set_timer`] + [`Protocol::timer`] |
 //! | `lws_add_http_header_by_name` | [`HttpResponse::with_header`] |
+//! | LWS_CALLBACK_HTTP / _HTTP_BODY / _HTTP_BODY_COMPLETION | [`Protocol::http`], [`Protocol::http_body`], [`Protocol::http_body_completion`] |
+//! | LWS_CALLBACK_HTTP_WRITEABLE + `lws_write(LWS_WRITE_HTTP[_FINAL])` | [`HttpAnswer::Stream`], then [`Protocol::http_writeable`] and [`HttpConn::write`] (`fin`: the last piece) |
+//!
+//! # Streaming an HTTP response
+//!
+//! A callback protocol that does not know its answer's length up front (a CGI, a proxy,
+//! a long generated page) answers [`HttpAnswer::Stream`]: the head (status and fields
+//! of the [`HttpResponse`], whose body, if any, is the first piece) goes out at once,
+//! then [`Protocol::http_writeable`] is called with the session, the first time without
+//! asking and afterwards each time the protocol asked with
+//! [`HttpConn::callback_on_writable`] (or, from elsewhere, [`Vhost::callback_on_writable`]
+//! with [`HttpConn::id`]) and the stream can take more: no send in flight and credit
+//! left ([`HttpConn::credit`]; on HTTP/1.1 the connection's output below its high-water
+//! mark), so a client that stops reading stops the callbacks and memory stays bounded.
+//! Each callback may [`write`](HttpConn::write) once (a second write is
+//! [`WriteError::AlreadyWrote`]); the write with `fin` ends the body and drops the
+//! session. On HTTP/1.1 the body is sent chunked (close-delimited to an HTTP/1.0
+//! client); a HEAD request gets the head only. A session that ends without its `fin`
+//! write (the connection went away, the client reset it, a callback returned
+//! `Err`, a HEAD request, a send timeout) comes back through [`Protocol::closed`], once.
 //!
 //! Every callback runs on the worker's service thread; nothing here is `Send`. A
 //! callback returns `Err(Close)` to close its connection (lws' `return -1`). Actions on
@@ -34,6 +54,7 @@ use bytes::Bytes;
 use crate::handle::ServiceHandle;
 use crate::roles::ws::conn::WsConn;
 pub use crate::roles::ws::frame::{DataKind, SharedFrame};
+use crate::session::{SessionId, Stream};
 use crate::sink::{Extender, Sink};
 
 /// A connection's identity, stable for its life and never reused while it lives (slot
@@ -561,8 +582,87 @@ pub enum HttpAnswer<S> {
     /// Answer now (the request body, if any, is read and dropped).
     Respond(HttpResponse),
     /// Read the body into [`Protocol::http_body`] with this session, then answer from
-    /// [`Protocol::http_body_completion`].
+    /// [`Protocol::http_body_completion`]. (Not an answer to the body's completion:
+    /// there it is a 500.)
     ReadBody(S),
+    /// Answer with this head and a body of unknown length that the session streams
+    /// through [`Protocol::http_writeable`] (see "Streaming an HTTP response" above).
+    /// The response's body, if not empty, is the first piece. A request body, if any,
+    /// is read and dropped first.
+    Stream(HttpResponse, S),
+}
+
+impl<S> From<HttpResponse> for HttpAnswer<S> {
+    fn from(r: HttpResponse) -> Self {
+        HttpAnswer::Respond(r)
+    }
+}
+
+impl<S> HttpAnswer<S> {
+    fn map<T>(self, f: impl FnOnce(S) -> T) -> HttpAnswer<T> {
+        match self {
+            HttpAnswer::Respond(r) => HttpAnswer::Respond(r),
+            HttpAnswer::ReadBody(s) => HttpAnswer::ReadBody(f(s)),
+            HttpAnswer::Stream(r, s) => HttpAnswer::Stream(r, f(s)),
+        }
+    }
+}
+
+/// An HTTP exchange streaming its response, as [`Protocol::http_writeable`] sees it
+/// (lws' `wsi` in LWS_CALLBACK_HTTP_WRITEABLE).
+pub struct HttpConn<'a> {
+    pub(crate) stream: &'a mut dyn Stream,
+    pub(crate) vhost: Vhost<'a>,
+    pub(crate) wrote: bool,
+    pub(crate) fin: bool,
+    pub(crate) want_writeable: bool,
+    /// Payload bytes written (the body, without the carrier's framing).
+    pub(crate) written: u64,
+}
+
+impl<'a> HttpConn<'a> {
+    /// The connection carrying the exchange (for [`Vhost::callback_on_writable`] from
+    /// another callback).
+    pub fn id(&self) -> ConnId {
+        self.stream.id().conn
+    }
+
+    /// The exchange's identity: its connection and its stream on it.
+    pub fn session_id(&self) -> SessionId {
+        self.stream.id()
+    }
+
+    /// The vhost (other connections, the bus, timers).
+    pub fn vhost(&mut self) -> &mut Vhost<'a> {
+        &mut self.vhost
+    }
+
+    /// Asks for another `http_writeable` callback as soon as the stream can take more.
+    pub fn callback_on_writable(&mut self) {
+        self.want_writeable = true;
+    }
+
+    /// How many bytes the stream takes now without queueing beyond its limit (a write
+    /// may be bigger; the next callback then waits until it has drained).
+    pub fn credit(&self) -> usize {
+        self.stream.credit()
+    }
+
+    /// Sends the next piece of the body; `fin` makes it the last (`data` may then be
+    /// empty). Once per callback.
+    pub fn write(&mut self, data: Bytes, fin: bool) -> Result<(), WriteError> {
+        if self.fin {
+            return Err(WriteError::Closing);
+        }
+        if self.wrote {
+            return Err(WriteError::AlreadyWrote);
+        }
+        self.wrote = true;
+        self.fin = fin;
+        self.written += data.len() as u64;
+        self.stream.send_data(data, fin);
+        Ok(())
+    }
 }
 
 /// A protocol: what a WebSocket subprotocol (and optionally an HTTP callback mount) does.
@@ -637,13 +737,30 @@ pub trait Protocol: 'static {
         Ok(())
     }
 
-    /// The body is complete (LWS_CALLBACK_HTTP_BODY_COMPLETION): the answer.
+    /// The body is complete (LWS_CALLBACK_HTTP_BODY_COMPLETION): the answer, a whole
+    /// response (`HttpResponse::into()`) or [`HttpAnswer::Stream`].
     fn http_body_completion(
         &mut self,
         _vhost: &mut Vhost<'_>,
         _session: Self::Session,
-    ) -> HttpResponse {
-        HttpResponse::new(200, "text/plain; charset=utf-8", Bytes::new())
+    ) -> HttpAnswer<Self::Session> {
+        HttpAnswer::Respond(HttpResponse::new(
+            200,
+            "text/plain; charset=utf-8",
+            Bytes::new(),
+        ))
+    }
+
+    /// A streamed answer ([`HttpAnswer::Stream`]) can take its next piece
+    /// (LWS_CALLBACK_HTTP_WRITEABLE): one [`HttpConn::write`]. `Err` ends the exchange
+    /// by closing the connection (the body is cut short) and hands the session to
+    /// [`closed`](Self::closed).
+    fn http_writeable(
+        &mut self,
+        _http: &mut HttpConn<'_>,
+        _session: &mut Self::Session,
+    ) -> CbResult {
+        Ok(())
     }
 
     /// The vhost is up (LWS_CALLBACK_PROTOCOL_INIT), once per worker, right after the
@@ -674,7 +791,12 @@ pub trait DynProtocol {
     fn permessage_deflate(&self) -> bool;
     fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>>;
     fn http_body(&mut self, vh: &mut Vhost<'_>, s: &mut dyn Any, chunk: &[u8]) -> CbResult;
-    fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse;
+    fn http_body_completion(
+        &mut self,
+        vh: &mut Vhost<'_>,
+        s: Box<dyn Any>,
+    ) -> HttpAnswer<Box<dyn Any>>;
+    fn http_writeable(&mut self, http: &mut HttpConn<'_>, s: &mut dyn Any) -> CbResult;
     fn init(&mut self, vh: &mut Vhost<'_>);
     fn destroy(&mut self, vh: &mut Vhost<'_>);
 }
@@ -719,10 +841,7 @@ impl<P: Protocol> DynProtocol for P {
         Protocol::permessage_deflate(self)
     }
     fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>> {
-        match Protocol::http(self, vh, req) {
-            HttpAnswer::Respond(r) => HttpAnswer::Respond(r),
-            HttpAnswer::ReadBody(s) => HttpAnswer::ReadBody(Box::new(s)),
-        }
+        Protocol::http(self, vh, req).map(|s| Box::new(s) as Box<dyn Any>)
     }
     fn http_body(&mut self, vh: &mut Vhost<'_>, s: &mut dyn Any, chunk: &[u8]) -> CbResult {
         match s.downcast_mut::<P::Session>() {
@@ -730,10 +849,22 @@ impl<P: Protocol> DynProtocol for P {
             None => Err(Close::INTERNAL),
         }
     }
-    fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse {
+    fn http_body_completion(
+        &mut self,
+        vh: &mut Vhost<'_>,
+        s: Box<dyn Any>,
+    ) -> HttpAnswer<Box<dyn Any>> {
         match s.downcast::<P::Session>() {
-            Ok(s) => Protocol::http_body_completion(self, vh, *s),
-            Err(_) => HttpResponse::new(500, "text/plain", Bytes::new()),
+            Ok(s) => {
+                Protocol::http_body_completion(self, vh, *s).map(|s| Box::new(s) as Box<dyn Any>)
+            }
+            Err(_) => HttpAnswer::Respond(HttpResponse::new(500, "text/plain", Bytes::new())),
+        }
+    }
+    fn http_writeable(&mut self, http: &mut HttpConn<'_>, s: &mut dyn Any) -> CbResult {
+        match s.downcast_mut::<P::Session>() {
+            Some(s) => Protocol::http_writeable(self, http, s),
+            None => Err(Close::INTERNAL),
         }
     }
     fn init(&mut self, vh: &mut Vhost<'_>) {

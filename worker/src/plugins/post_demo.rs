@@ -300,8 +300,8 @@ impl Protocol for PostDemo {
         &mut self,
         _vhost: &mut Vhost<'_>,
         session: PostSession,
-    ) -> HttpResponse {
-        session.finish()
+    ) -> HttpAnswer<PostSession> {
+        HttpAnswer::Respond(session.finish())
     }
 }
 

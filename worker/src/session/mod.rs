@@ -14,6 +14,7 @@
 //!   [`Response`] that the carrier serialises (HTTP/1.1 text with Content-Length or
 //!   chunked framing; HEADERS and DATA frames on h2).
 
+pub mod http;
 pub mod ws;
 
 use std::rc::Rc;
@@ -79,7 +80,22 @@ pub trait Stream: Sink {
     /// How many more bytes the session may queue now (the connection's high-water mark on
     /// HTTP/1.1; the stream's and connection's flow-control credit on HTTP/2).
     fn credit(&self) -> usize;
+    /// Sends a response head and, for [`Body::Bytes`] and [`Body::File`], its body: the
+    /// carrier serialises the head with the fields that depend on it (HTTP/1.1: Date,
+    /// Server, Connection, Content-Length or `Transfer-Encoding: chunked`) and sends a
+    /// file by itself as the stream takes it. With [`BodyLength::Streamed`] the body
+    /// follows in [`send_data`](Self::send_data) calls, the last with `fin`; `body`
+    /// is then its first piece. The body of a response to HEAD is dropped by the
+    /// carrier. A stream that carries no HTTP exchange (an upgraded connection)
+    /// refuses.
+    fn respond(&mut self, _resp: Response<'_>, _body: Body) -> Result<(), NotHttp> {
+        Err(NotHttp)
+    }
 }
+
+/// [`Stream::respond`] on a stream that carries no HTTP exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotHttp;
 
 /// A [`Stream`] as the `Extend<Bytes>` the sans-IO roles write frames into.
 pub struct StreamExtend<'a>(pub &'a mut dyn Stream);

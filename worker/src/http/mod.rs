@@ -1,0 +1,132 @@
+//! HTTP serving: the worker's shared HTTP state and the carriers that turn a
+//! connection's bytes into HTTP exchanges ([`crate::session::http`]).
+//!
+//! - [`h1`]: the HTTP/1.1 carrier ([`h1::H1Conn`]): parsing, keep-alive, pipelining,
+//!   `100-continue`, timeouts, the upgrade to WebSocket, and the serialisation of the
+//!   exchanges' protocol-neutral responses.
+
+pub mod h1;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::App;
+use crate::roles::h1::{self as h1role, DateCache, ResponseHead};
+use crate::service::{Role, RoleFactory};
+use crate::vhost::Vhost;
+
+pub use crate::session::http::DISCARD_MAX;
+pub use h1::{H1Conn, OUT_HIGH_WATER, SEND_TIMEOUT_MS, STREAM_CHUNK};
+
+/// What carriers write response heads with: the Date cache, the Server value and a
+/// scratch buffer heads are written into and split off as `Bytes` (one allocation
+/// serves many heads).
+pub struct HeadWriter {
+    pub date: DateCache,
+    pub server: Bytes,
+    scratch: BytesMut,
+}
+
+impl HeadWriter {
+    /// Room for a head in the scratch buffer.
+    fn reserve(&mut self) {
+        if self.scratch.capacity() - self.scratch.len() < 1024 {
+            self.scratch.reserve(64 * 1024);
+        }
+    }
+
+    /// A complete HTTP/1.1 response head (status line, Server, Date, framing,
+    /// `headers`) as `Bytes` split off the scratch buffer, and the framing it chose.
+    #[allow(clippy::too_many_arguments)]
+    pub fn h1_head(
+        &mut self,
+        now_unix: u64,
+        status: u16,
+        version: h1role::Version,
+        keep_alive: bool,
+        body: h1role::ResponseBody,
+        headers: &[(&[u8], &[u8])],
+    ) -> (Bytes, h1role::Framing) {
+        self.reserve();
+        let date = *self.date.get(now_unix);
+        let f = h1role::write_response_head(
+            &mut self.scratch,
+            &ResponseHead {
+                status,
+                reason: None,
+                version,
+                keep_alive,
+                body,
+                date: &date,
+                server: &self.server,
+                headers,
+            },
+        );
+        (self.scratch.split().freeze(), f)
+    }
+
+    /// A chunk-size line for `len` bytes, split off the scratch buffer.
+    pub fn chunk_header(&mut self, len: u64) -> Bytes {
+        self.reserve();
+        h1role::write_chunk_header(&mut self.scratch, len);
+        self.scratch.split().freeze()
+    }
+}
+
+/// Per-worker HTTP state shared by every connection.
+pub struct HttpShared {
+    pub vhost: Vhost,
+    pub limits: h1role::H1Limits,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub keepalive_ms: u64,
+    /// Lent to a carrier's stream while a session runs (the session gets the rest of
+    /// the worker's state): taken out and put back, a move of ~100 bytes.
+    writer: Option<HeadWriter>,
+}
+
+impl HttpShared {
+    pub fn new(vhost: Vhost, cfg: &crate::config::WorkerConfig) -> HttpShared {
+        HttpShared {
+            vhost,
+            limits: cfg.h1_limits.clone(),
+            header_timeout_ms: cfg.header_timeout.as_millis() as u64,
+            body_timeout_ms: cfg.body_timeout.as_millis() as u64,
+            keepalive_ms: cfg.keepalive_timeout.as_millis() as u64,
+            writer: Some(HeadWriter {
+                date: DateCache::new(),
+                server: Bytes::from(cfg.server_string.clone()),
+                scratch: BytesMut::new(),
+            }),
+        }
+    }
+
+    /// The head writer (while no session has it).
+    pub fn writer(&mut self) -> &mut HeadWriter {
+        self.writer.as_mut().expect("head writer lent out")
+    }
+
+    /// Lends the head writer to a carrier's stream; [`put_writer`](Self::put_writer)
+    /// gives it back.
+    pub fn take_writer(&mut self) -> HeadWriter {
+        self.writer.take().expect("head writer lent out")
+    }
+
+    pub fn put_writer(&mut self, w: HeadWriter) {
+        self.writer = Some(w);
+    }
+}
+
+/// Builds the worker's HTTP state from its config and returns the factory the loop uses
+/// for every new connection.
+pub fn role_factory(app: &mut App) -> std::io::Result<RoleFactory> {
+    let vhost = Vhost::from_config(&app.config).map_err(std::io::Error::other)?;
+    app.http = Some(HttpShared::new(vhost, &app.config));
+    Ok(Box::new(|app: &mut App, _listener| {
+        let limits = app
+            .http
+            .as_ref()
+            .map(|h| h.limits.clone())
+            .unwrap_or_default();
+        Box::new(H1Conn::new(limits)) as Box<dyn Role>
+    }))
+}
