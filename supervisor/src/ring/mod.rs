@@ -338,7 +338,7 @@ const LOGGED_SIGNALS: &[Signal] = &[
 ];
 
 /// Makes a worker ignore every signal that reaches it only by accident or habit: the
-/// ones the supervisor merely logs ([`LOGGED_SIGNALS`]), and SIGINT and SIGQUIT, which a
+/// ones the supervisor merely logs (`LOGGED_SIGNALS`), and SIGINT and SIGQUIT, which a
 /// terminal's Ctrl-C and Ctrl-\ send to the whole process group: the supervisor gets
 /// them too and tells each worker to drain, so a worker dying at once would only cut
 /// its in-flight requests short. SIGTERM keeps its default: `kill <worker pid>` ends

@@ -10,12 +10,12 @@
 //!   flush policy, timers, the writeable queue and per-protocol member lists; it drives
 //!   each connection's [`Role`] (the carrier: HTTP/1.1, WebSocket) through [`Cx`] and
 //!   applies the [`Flow`] it answers;
-//! - the [`dispatch`]er: plugin callbacks that are not about one connection's bytes:
+//! - the dispatcher (`dispatch`): plugin callbacks that are not about one connection's bytes:
 //!   protocol timers, the bus, actions on other connections,
 //!   `callback_on_writable_all_protocol`, `writeable` callbacks, `event_wait_cancelled`.
 //!
 //! [`Loop`] owns one of each plus the worker's [`App`](crate::App) and the supervisor's
-//! [`control`] socket, and runs the passes: flush, wait, handle completions, fire timers,
+//! control socket (`control`), and runs the passes: flush, wait, handle completions, fire timers,
 //! run the plugin pass.
 //!
 //! Roles (HTTP/1.1, WebSocket, ...) are sans-IO; they see a connection through [`Cx`]
