@@ -67,6 +67,9 @@ pub struct App {
     pub now_unix: u64,
     /// HTTP state (vhost, mounts, Date cache), set up by [`http::role_factory`].
     pub http: Option<http::HttpShared>,
+    /// The vhosts (lwsws `vhosts[]`; the command line makes one). A request goes to the
+    /// one [`App::vhost_for`] picks.
+    pub vhosts: Vec<vhost::Vhost>,
     /// The vhost's protocols (plugin instances).
     pub protocols: api::Protocols,
     /// What the plugin API reaches: queued actions, bus, timers, posted messages.
@@ -104,6 +107,22 @@ impl App {
         Ok(())
     }
 
+    /// The vhost for a request on listener `listener` with the authority `authority`
+    /// (`Host` on HTTP/1.1, `:authority` on HTTP/2): among those serving the listener,
+    /// the one of that name, else the first (lws' default vhost of a port). `None` when
+    /// no vhost serves the listener.
+    pub fn vhost_for(&self, listener: u16, authority: Option<&[u8]>) -> Option<usize> {
+        let mut serving = self
+            .vhosts
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.serves(listener));
+        let first = serving.clone().next().map(|(i, _)| i);
+        authority
+            .and_then(|a| serving.find(|(_, v)| v.named(a)).map(|(i, _)| i))
+            .or(first)
+    }
+
     pub fn new(config: config::WorkerConfig, index: usize) -> App {
         App {
             config,
@@ -113,6 +132,7 @@ impl App {
             bus_in: Vec::new(),
             now_unix: unix_now(),
             http: None,
+            vhosts: Vec::new(),
             protocols: api::Protocols::empty(),
             plugin: api::PluginShared::new(index, 1),
             bus_seq: 0,

@@ -1,8 +1,12 @@
 //! A vhost: its mounts, and which one answers a request path (lwsws `vhosts[].mounts[]`).
 //!
-//! Today a worker has one vhost with one mount at `/`: the document root given with
-//! `-r DIR`, or the embedded test-server demo when none is given. Mountpoints are
-//! matched on whole path segments, longest first, as lws does.
+//! A worker holds a list of vhosts ([`crate::App::vhosts`]); a request goes to the one
+//! serving its listener whose name its `Host` (or `:authority`) gives, else to the
+//! listener's first ([`crate::App::vhost_for`]), as lws picks name-based vhosts on a
+//! shared port. The command line makes one, on every listener, with one mount at `/`:
+//! the document root given with `-r DIR`, or the embedded test-server demo when none is
+//! given (and `/formtest` for the demo's form). Mountpoints are matched on whole path
+//! segments, longest first, as lws does.
 
 use crate::config::WorkerConfig;
 use crate::mount::file::{FileMount, FileMountOptions};
@@ -36,7 +40,11 @@ pub enum Route<'a> {
 }
 
 pub struct Vhost {
+    /// The host name it answers for (the request's `Host` / `:authority`, or the TLS
+    /// server name, without the port).
     pub name: String,
+    /// The listeners (by index) it serves; empty: all of them.
+    pub listeners: Vec<u16>,
     mounts: Vec<Mount>,
 }
 
@@ -66,6 +74,7 @@ impl Vhost {
         };
         Ok(Vhost {
             name: "localhost".into(),
+            listeners: Vec::new(),
             mounts: vec![
                 Mount {
                     mountpoint: String::new(),
@@ -78,6 +87,28 @@ impl Vhost {
                 },
             ],
         })
+    }
+
+    /// Whether this vhost serves connections from listener `listener`.
+    pub fn serves(&self, listener: u16) -> bool {
+        self.listeners.is_empty() || self.listeners.contains(&listener)
+    }
+
+    /// Whether `authority` (a `Host` field or `:authority`: a name, an IPv4 address or a
+    /// bracketed IPv6 one, optionally with a port) names this vhost. ASCII case is
+    /// ignored (RFC 9110 4.2.3).
+    pub fn named(&self, authority: &[u8]) -> bool {
+        let host = match authority.first() {
+            Some(b'[') => authority
+                .iter()
+                .position(|&b| b == b']')
+                .map_or(authority, |e| &authority[..=e]),
+            _ => authority
+                .iter()
+                .rposition(|&b| b == b':')
+                .map_or(authority, |c| &authority[..c]),
+        };
+        host.eq_ignore_ascii_case(self.name.as_bytes())
     }
 
     /// The mount for `path` (the request-target's path, still percent-encoded).
@@ -118,5 +149,60 @@ impl Vhost {
             Origin::File(f) => Route::File(f, rest),
             Origin::Callback(p) => Route::Callback(p, rest),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::App;
+    use crate::config::WorkerConfig;
+
+    use super::Vhost;
+
+    fn vhost(name: &str, listeners: &[u16]) -> Vhost {
+        let mut v = Vhost::from_config(&WorkerConfig::default()).unwrap();
+        v.name = name.into();
+        v.listeners = listeners.to_vec();
+        v
+    }
+
+    #[test]
+    fn a_host_field_names_a_vhost_whatever_its_port_and_case() {
+        let v = vhost("www.example.org", &[]);
+        for a in [
+            &b"www.example.org"[..],
+            b"WWW.Example.ORG",
+            b"www.example.org:8443",
+        ] {
+            assert!(v.named(a), "{}", String::from_utf8_lossy(a));
+        }
+        for a in [&b"example.org"[..], b"www.example.org.evil", b""] {
+            assert!(!v.named(a), "{}", String::from_utf8_lossy(a));
+        }
+        let v6 = vhost("[::1]", &[]);
+        assert!(v6.named(b"[::1]:7681"));
+        assert!(v6.named(b"[::1]"));
+        assert!(!v6.named(b"::1"));
+    }
+
+    #[test]
+    fn the_vhost_is_picked_by_listener_then_name_else_the_listeners_first() {
+        let mut app = App::new(WorkerConfig::default(), 0);
+        assert_eq!(app.vhost_for(0, Some(b"x")), None, "no vhost at all");
+        app.vhosts = vec![
+            vhost("default", &[0]),
+            vhost("a.example", &[0, 1]),
+            vhost("b.example", &[1]),
+        ];
+        assert_eq!(app.vhost_for(0, Some(b"a.example")), Some(1));
+        assert_eq!(
+            app.vhost_for(0, Some(b"b.example")),
+            Some(0),
+            "b is not on 0"
+        );
+        assert_eq!(app.vhost_for(0, None), Some(0));
+        assert_eq!(app.vhost_for(1, Some(b"b.example:80")), Some(2));
+        assert_eq!(app.vhost_for(1, Some(b"unknown")), Some(1), "1's first");
+        assert_eq!(app.vhost_for(2, Some(b"a.example")), None, "nobody on 2");
     }
 }

@@ -12,12 +12,19 @@ use lwsd_worker::App;
 use lwsd_worker::config::WorkerConfig;
 use lwsd_worker::service::{Cx, Flow, Loop, LoopConfig, Role};
 
-/// Echoes every byte; "quit" closes after flushing; closes after 300 ms idle.
-struct Echo;
+/// Echoes every byte; "quit" closes after flushing; closes after `idle_ms` idle.
+struct Echo {
+    idle_ms: u64,
+}
+
+/// The idle time of the echo connections, except in the test of the timer itself: long
+/// enough that a machine busy with other work (a test suite compiling beside it) never
+/// lets a connection of a burst test idle out between its rounds.
+const ECHO_IDLE_MS: u64 = 10_000;
 
 impl Role for Echo {
     fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
-        *cx.deadline = cx.now_ms + 300;
+        *cx.deadline = cx.now_ms + self.idle_ms;
         if data.is_empty() {
             return (0, Flow::Continue);
         }
@@ -37,7 +44,11 @@ impl Role for Echo {
 }
 
 fn new_loop() -> Loop {
-    let factory = Box::new(|_: &mut App, _| Box::new(Echo) as Box<dyn Role>);
+    new_loop_idle(ECHO_IDLE_MS)
+}
+
+fn new_loop_idle(idle_ms: u64) -> Loop {
+    let factory = Box::new(move |_: &mut App, _| Box::new(Echo { idle_ms }) as Box<dyn Role>);
     Loop::new(
         LoopConfig::default(),
         App::new(WorkerConfig::default(), 0),
@@ -118,7 +129,7 @@ fn echo_many_connections_and_large_partial_sends() {
 
 #[test]
 fn close_after_flush_eof_and_timer() {
-    let mut l = new_loop();
+    let mut l = new_loop_idle(300);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut a = connect(&mut l, &listener);
     let b = connect(&mut l, &listener);

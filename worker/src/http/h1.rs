@@ -252,8 +252,10 @@ impl Stream for H1Stream<'_> {
 }
 
 /// The exchange's view of an HTTP/1.1 request head.
-fn request<B: AsRef<[u8]>>(head: &h1::RequestHead<B>) -> Request<'_> {
+fn request<B: AsRef<[u8]>>(head: &h1::RequestHead<B>, listener: u16) -> Request<'_> {
     Request {
+        listener,
+        authority: head.get(Hdr::Host),
         method: match head.method {
             h1::Method::Get => exchange::Method::Get,
             h1::Method::Head => exchange::Method::Head,
@@ -296,11 +298,13 @@ pub struct H1Conn {
     head_started: Option<u64>,
     /// No more requests: close once the queued answers are sent.
     closing: bool,
+    /// The listener the connection came in on (picks the vhost with the Host field).
+    listener: u16,
 }
 
 impl H1Conn {
     /// A connection reading requests within `limits` (the worker's configured ones).
-    pub fn new(limits: h1::H1Limits) -> H1Conn {
+    pub fn new(limits: h1::H1Limits, listener: u16) -> H1Conn {
         H1Conn {
             h1: H1Server::new(limits),
             exchange: HttpExchange::default(),
@@ -308,6 +312,7 @@ impl H1Conn {
             deferred: None,
             head_started: None,
             closing: false,
+            listener,
         }
     }
 
@@ -399,7 +404,7 @@ impl H1Conn {
             head.method == h1::Method::Head,
             !head.body.has_body(),
         );
-        let req = request(head);
+        let req = request(head, self.listener);
         let next = self.with_session(cx, |ex, scx| ex.on_head(scx, &req));
         if self.exchange.keeps_request() {
             self.deferred = Some(Box::new(head.to_owned_head()));
@@ -414,7 +419,8 @@ impl H1Conn {
     fn on_body_end(&mut self, cx: &mut Cx<'_>) -> Option<Flow> {
         self.answer.body_done = true;
         let deferred = self.deferred.take();
-        let req = deferred.as_deref().map(request);
+        let listener = self.listener;
+        let req = deferred.as_deref().map(|h| request(h, listener));
         let next = self.with_session(cx, |ex, scx| ex.on_body_end(scx, req.as_ref()));
         self.settle(cx, next)
     }
@@ -503,7 +509,7 @@ impl H1Conn {
 
 impl Default for H1Conn {
     fn default() -> Self {
-        Self::new(h1::H1Limits::default())
+        Self::new(h1::H1Limits::default(), 0)
     }
 }
 

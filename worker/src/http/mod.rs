@@ -74,7 +74,6 @@ impl HeadWriter {
 
 /// Per-worker HTTP state shared by every connection.
 pub struct HttpShared {
-    pub vhost: Vhost,
     pub limits: h1role::H1Limits,
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
@@ -85,9 +84,8 @@ pub struct HttpShared {
 }
 
 impl HttpShared {
-    pub fn new(vhost: Vhost, cfg: &crate::config::WorkerConfig) -> HttpShared {
+    pub fn new(cfg: &crate::config::WorkerConfig) -> HttpShared {
         HttpShared {
-            vhost,
             limits: cfg.h1_limits.clone(),
             header_timeout_ms: cfg.header_timeout.as_millis() as u64,
             body_timeout_ms: cfg.body_timeout.as_millis() as u64,
@@ -119,14 +117,16 @@ impl HttpShared {
 /// Builds the worker's HTTP state from its config and returns the factory the loop uses
 /// for every new connection.
 pub fn role_factory(app: &mut App) -> std::io::Result<RoleFactory> {
+    // The command line makes one vhost, on every listener.
     let vhost = Vhost::from_config(&app.config).map_err(std::io::Error::other)?;
-    app.http = Some(HttpShared::new(vhost, &app.config));
-    Ok(Box::new(|app: &mut App, _listener| {
+    app.vhosts = vec![vhost];
+    app.http = Some(HttpShared::new(&app.config));
+    Ok(Box::new(|app: &mut App, listener| {
         let limits = app
             .http
             .as_ref()
             .map(|h| h.limits.clone())
             .unwrap_or_default();
-        Box::new(H1Conn::new(limits)) as Box<dyn Role>
+        Box::new(H1Conn::new(limits, listener)) as Box<dyn Role>
     }))
 }

@@ -48,6 +48,10 @@ pub struct Request<'a> {
     pub method: Method,
     /// The method token as sent.
     pub method_raw: &'a [u8],
+    /// The listener the request came in on (by index).
+    pub listener: u16,
+    /// `Host` on HTTP/1.1, `:authority` on HTTP/2: picks the vhost by name.
+    pub authority: Option<&'a [u8]>,
     /// The path, still percent-encoded, without the query.
     pub path: &'a [u8],
     pub query: Option<&'a [u8]>,
@@ -208,10 +212,14 @@ fn callback_response(cx: &mut SessionCx<'_>, mut resp: HttpResponse, length: Bod
 impl HttpExchange {
     /// A request head arrived: route it, answer now or get ready for its body.
     pub fn on_head(&mut self, cx: &mut SessionCx<'_>, req: &Request<'_>) -> Next {
-        let http = cx.app.http.as_mut().expect("http state");
-        let mount = http.vhost.resolve(req.path);
-        if http.vhost.is_callback(mount) {
-            let Route::Callback(name, path) = http.vhost.target(mount, req.path) else {
+        let Some(vi) = cx.app.vhost_for(req.listener, req.authority) else {
+            // No vhost serves this listener (RFC 9110 15.5.20).
+            return status_page(cx, 421, &[]);
+        };
+        let vhost = &mut cx.app.vhosts[vi];
+        let mount = vhost.resolve(req.path);
+        if vhost.is_callback(mount) {
+            let Route::Callback(name, path) = vhost.target(mount, req.path) else {
                 unreachable!("is_callback said so");
             };
             let proto = cx.app.protocols.index(name);
@@ -243,9 +251,12 @@ impl HttpExchange {
     /// Routes a request whose body (if any) has been dealt with, and answers it.
     fn answer(&mut self, cx: &mut SessionCx<'_>, req: &Request<'_>) -> Next {
         let now_unix = cx.app.now_unix;
-        let http = cx.app.http.as_mut().expect("http state");
-        let mount = http.vhost.resolve(req.path);
-        match (req.method, http.vhost.target(mount, req.path)) {
+        let Some(vi) = cx.app.vhost_for(req.listener, req.authority) else {
+            return status_page(cx, 421, &[]);
+        };
+        let vhost = &mut cx.app.vhosts[vi];
+        let mount = vhost.resolve(req.path);
+        match (req.method, vhost.target(mount, req.path)) {
             (Method::Get | Method::Head, Route::File(mount, path)) => {
                 let freq = FileRequest {
                     head_only: req.method == Method::Head,

@@ -197,6 +197,7 @@ statuses! {
     415 => "Unsupported Media Type",
     416 => "Range Not Satisfiable",
     417 => "Expectation Failed",
+    421 => "Misdirected Request",
     426 => "Upgrade Required",
     429 => "Too Many Requests",
     431 => "Request Header Fields Too Large",
