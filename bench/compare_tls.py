@@ -400,9 +400,21 @@ def fmt(runs, field="us", digits=1):
     return s
 
 
+def paired(xs, ys, field="us"):
+    """lwsd / nginx per round (each round ran both back to back, so a busy spell of the
+    machine hits both): the median ratio and its spread, as text."""
+    r = [x[field] / y[field] for x, y in zip(xs or [], ys or [])
+         if x.get(field) == x.get(field) and y.get(field) and y.get(field) == y.get(field)]
+    if not r:
+        return "-"
+    s = f"{statistics.median(r):.2f}"
+    return s + (f" ({min(r):.2f}–{max(r):.2f})" if len(r) > 1 else "")
+
+
 def report(a, results, cmds):
-    print("\n### Handshakes: server CPU per handshake (µs), median of rounds (min–max)\n")
-    print("| handshake | lwsd | nginx | lwsd / nginx | what was negotiated (lwsd; nginx) |")
+    print("\n### Handshakes: server CPU per handshake (µs), median of rounds (min–max); "
+          "ratios: median of the per-round ratios (min–max)\n")
+    print("| handshake | lwsd | nginx | lwsd / nginx (per round) | negotiated (both) |")
     print("|---|---|---|---|---|")
     for cert in CERTS:
         for proto in a.protocols:
@@ -411,12 +423,11 @@ def report(a, results, cmds):
                 lw, ng = results.get(f"{k}|lwsd"), results.get(f"{k}|nginx")
                 if not lw and not ng:
                     continue
-                ratio = "-"
-                if lw and ng and med(ng)[0]:
-                    ratio = f"{med(lw)[0] / med(ng)[0]:.2f}"
+                ratio = paired(lw, ng)
                 label = f"{'full' if mode == 'new' else 'resumed (ticket)'}, TLS {proto}, {cert.upper()}"
+                nl, nn = cmds.get(k + "|lwsd", "?"), cmds.get(k + "|nginx", "?")
                 print(f"| {label} | {fmt(lw or [])} | {fmt(ng or [])} | {ratio} | "
-                      f"{cmds.get(k + '|lwsd', '?')}; {cmds.get(k + '|nginx', '?')} |")
+                      f"{nl if nl == nn else f'lwsd: {nl}; nginx: {nn}'} |")
     print("\n### HTTPS keep-alive: server CPU per request (µs)\n")
     print("| file | lwsd https | nginx https | lwsd / nginx (https) | lwsd http | nginx http (sendfile on) "
           "| lwsd https / http |")
@@ -428,8 +439,7 @@ def report(a, results, cmds):
             continue
 
         def ratio(x, y):
-            mx, my = med(get[x])[0] if get[x] else None, med(get[y])[0] if get[y] else None
-            return f"{mx / my:.2f}" if mx and my else "-"
+            return paired(get[x], get[y])
         print(f"| {f} | " + " | ".join(fmt(get[n], digits=2) for n in
                                        ("lwsd https", "nginx https")) +
               f" | {ratio('lwsd https', 'nginx https')} | " +
@@ -446,7 +456,7 @@ def report(a, results, cmds):
         lw, ng = get["lwsd https"], get["nginx https"]
         if lw and ng and "us_no_hs" in lw[0] and "us_no_hs" in ng[0]:
             print(f"| {f}, without wrk's {WRK_CONNS} handshakes | {fmt(lw, 'us_no_hs', 2)} | {fmt(ng, 'us_no_hs', 2)} | "
-                  f"{med(lw, 'us_no_hs')[0] / med(ng, 'us_no_hs')[0]:.2f} | | | |")
+                  f"{paired(lw, ng, 'us_no_hs')} | | | |")
     idle = {k.split("|", 1)[1]: v for k, v in results.items() if k.startswith("idle|")}
     if idle:
         print(f"\n### Idle WebSocket memory: RSS per connection, {a.idle} on a fresh server (bytes)\n")
