@@ -45,6 +45,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import shutil
 import ssl
 import statistics
@@ -287,7 +288,10 @@ class Holder:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout):
-        line = self.proc.stdout.readline()  # bounded by the client's own timeouts
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+            self.proc.kill()
+            raise RuntimeError(f"hold client not ready in {timeout:.0f} s")
+        line = self.proc.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"hold client: {line!r}")
         _, ok, failed, errs = line.split(" ", 3)
@@ -412,6 +416,14 @@ def paired(xs, ys, field="us"):
 
 
 def report(a, results, cmds):
+    if any(k.startswith("handshake") for k in results):
+        report_handshakes(a, results, cmds)
+    if any(k.startswith("keepalive") for k in results):
+        report_keepalive(results)
+    report_rest(a, results, cmds)
+
+
+def report_handshakes(a, results, cmds):
     print("\n### Handshakes: server CPU per handshake (µs), median of rounds (min–max); "
           "ratios: median of the per-round ratios (min–max)\n")
     print("| handshake | lwsd | nginx | lwsd / nginx (per round) | negotiated (both) |")
@@ -428,6 +440,9 @@ def report(a, results, cmds):
                 nl, nn = cmds.get(k + "|lwsd", "?"), cmds.get(k + "|nginx", "?")
                 print(f"| {label} | {fmt(lw or [])} | {fmt(ng or [])} | {ratio} | "
                       f"{nl if nl == nn else f'lwsd: {nl}; nginx: {nn}'} |")
+
+
+def report_keepalive(results):
     print("\n### HTTPS keep-alive: server CPU per request (µs)\n")
     print("| file | lwsd https | nginx https | lwsd / nginx (https) | lwsd http | nginx http (sendfile on) "
           "| lwsd https / http |")
@@ -457,6 +472,9 @@ def report(a, results, cmds):
         if lw and ng and "us_no_hs" in lw[0] and "us_no_hs" in ng[0]:
             print(f"| {f}, without wrk's {WRK_CONNS} handshakes | {fmt(lw, 'us_no_hs', 2)} | {fmt(ng, 'us_no_hs', 2)} | "
                   f"{paired(lw, ng, 'us_no_hs')} | | | |")
+
+
+def report_rest(a, results, cmds):
     idle = {k.split("|", 1)[1]: v for k, v in results.items() if k.startswith("idle|")}
     if idle:
         print(f"\n### Idle WebSocket memory: RSS per connection, {a.idle} on a fresh server (bytes)\n")
