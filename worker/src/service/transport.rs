@@ -16,6 +16,10 @@ use bytes::{Bytes, BytesMut};
 use super::output::OutQueue;
 use crate::roles::tls::{TlsError, TlsSession};
 
+/// The shared record buffer grows by this much at a time (one allocation serves many
+/// flushes; each takes a refcounted slice of it).
+const SCRATCH: usize = 64 * 1024;
+
 /// A connection's TLS state.
 pub struct Tls {
     pub session: TlsSession,
@@ -43,7 +47,10 @@ impl Tls {
     }
 
     /// Seals the carrier's queued plaintext into records on [`Tls::wire`], once the
-    /// handshake is over; with `closing`, also `close_notify` after the last of it.
+    /// handshake is over; with `closing`, also `close_notify` after the last of it. The
+    /// records are written into `scratch`, the worker's shared buffer, and split off it:
+    /// no allocation per flush (a fresh buffer per flush, grown as it filled, had glibc
+    /// return and re-fault heap pages: ~1 page fault per 7 KB HTTPS response).
     pub fn seal(
         &mut self,
         plain: &mut OutQueue,
@@ -53,27 +60,31 @@ impl Tls {
         if self.done || self.session.is_handshaking() {
             return Ok(());
         }
-        let mut records = Vec::new();
+        // Record framing and tag per 16 KiB of plaintext, and a close_notify.
+        let need = plain.len() + (plain.len() / (16 * 1024) + 1) * 64 + 64;
         if !plain.is_empty() {
             plain.coalesce(scratch);
-            let mut res = Ok(());
-            plain.drain_chunks(|b| {
-                if res.is_ok() {
-                    res = self.session.seal(&b, &mut records);
-                }
-            });
-            if let Err(e) = res {
-                self.done = true;
-                self.queue_raw(records);
-                return Err(e);
+        }
+        if scratch.capacity() - scratch.len() < need {
+            scratch.reserve(need.max(SCRATCH));
+        }
+        let mut res = Ok(());
+        plain.drain_chunks(|b| {
+            if res.is_ok() {
+                res = self.session.seal(&b, scratch);
             }
-        }
-        if closing {
+        });
+        if res.is_ok() && closing {
             self.done = true;
-            self.session.close_notify(&mut records)?;
+            res = self.session.close_notify(scratch);
         }
-        self.queue_raw(records);
-        Ok(())
+        if res.is_err() {
+            self.done = true;
+        }
+        if !scratch.is_empty() {
+            self.wire.push(scratch.split().freeze());
+        }
+        res
     }
 
     /// Whether everything of ours is out: no records queued, and the session ended

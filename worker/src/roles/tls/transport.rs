@@ -69,6 +69,38 @@ const MAX_FRAGMENT: usize = 1 << 14;
 /// few Encode/Transmit pairs; a loop that runs longer is a bug, reported, not spun.
 const MAX_STEPS: usize = 10_000;
 
+/// Where a session writes what it sends (records, alerts): a `Vec<u8>`, or the worker's
+/// shared `BytesMut` that records are split off as `Bytes` (no allocation per flush).
+pub trait WireOut: std::ops::DerefMut<Target = [u8]> {
+    fn extend_from_slice(&mut self, b: &[u8]);
+    fn resize(&mut self, len: usize, fill: u8);
+    fn truncate(&mut self, len: usize);
+}
+
+impl WireOut for Vec<u8> {
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        Vec::extend_from_slice(self, b);
+    }
+    fn resize(&mut self, len: usize, fill: u8) {
+        Vec::resize(self, len, fill);
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
+
+impl WireOut for bytes::BytesMut {
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        bytes::BytesMut::extend_from_slice(self, b);
+    }
+    fn resize(&mut self, len: usize, fill: u8) {
+        bytes::BytesMut::resize(self, len, fill);
+    }
+    fn truncate(&mut self, len: usize) {
+        bytes::BytesMut::truncate(self, len);
+    }
+}
+
 /// What a [`TlsSession::receive`] call saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -122,7 +154,7 @@ impl TlsSession {
         &mut self,
         incoming: &mut [u8],
         mut on_plain: impl FnMut(&[u8]),
-        wire_out: &mut Vec<u8>,
+        wire_out: &mut impl WireOut,
     ) -> Result<Progress, TlsError> {
         if self.failed {
             return Err(TlsError::new(Blame::Misuse, "misuse"));
@@ -150,7 +182,7 @@ impl TlsSession {
         &mut self,
         incoming: &mut [u8],
         on_plain: &mut impl FnMut(&[u8]),
-        wire_out: &mut Vec<u8>,
+        wire_out: &mut impl WireOut,
         progress: &mut Progress,
     ) -> Result<(), TlsError> {
         if self.pending_in.is_empty() {
@@ -181,7 +213,7 @@ impl TlsSession {
 
     /// Until the first record is complete, whether rustls may have it (`false`: wait
     /// for more); a too-old client is refused here ([`super::hello`]).
-    fn first_record_ok(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<bool, TlsError> {
+    fn first_record_ok(&mut self, buf: &[u8], out: &mut impl WireOut) -> Result<bool, TlsError> {
         if self.hello_checked {
             return Ok(true);
         }
@@ -218,7 +250,7 @@ impl TlsSession {
         &mut self,
         buf: &mut [u8],
         on_plain: &mut impl FnMut(&[u8]),
-        out: &mut Vec<u8>,
+        out: &mut impl WireOut,
         progress: &mut Progress,
     ) -> Result<usize, TlsError> {
         let mut off = 0;
@@ -283,7 +315,7 @@ impl TlsSession {
     /// not discarded) and fail again, queueing a second fatal alert. So it is asked
     /// exactly once. `rest` is the unconsumed input: rustls may hold a partly
     /// reassembled handshake message in it, and must see the same bytes.
-    fn fail(&mut self, e: rustls::Error, rest: &mut [u8], out: &mut Vec<u8>) -> TlsError {
+    fn fail(&mut self, e: rustls::Error, rest: &mut [u8], out: &mut impl WireOut) -> TlsError {
         self.failed = true;
         let start = out.len();
         if let Ok(ConnectionState::EncodeTlsData(mut enc)) =
@@ -313,7 +345,7 @@ impl TlsSession {
     /// (`plain` may be empty: nothing is appended). Fails with [`Blame::Misuse`] while
     /// [`is_handshaking`](Self::is_handshaking), after `close_notify` and after a
     /// failure, appending nothing.
-    pub fn seal(&mut self, plain: &[u8], wire_out: &mut Vec<u8>) -> Result<(), TlsError> {
+    pub fn seal(&mut self, plain: &[u8], wire_out: &mut impl WireOut) -> Result<(), TlsError> {
         if plain.is_empty() && !self.failed {
             return Ok(());
         }
@@ -325,7 +357,7 @@ impl TlsSession {
 
     /// Appends a `close_notify` alert (once). During the handshake nothing is sent
     /// (rustls can only send it with the traffic keys); the caller just closes.
-    pub fn close_notify(&mut self, wire_out: &mut Vec<u8>) -> Result<(), TlsError> {
+    pub fn close_notify(&mut self, wire_out: &mut impl WireOut) -> Result<(), TlsError> {
         if self.sent_close_notify || (self.conn.is_handshaking() && !self.failed) {
             return Ok(());
         }
@@ -338,12 +370,12 @@ impl TlsSession {
 
     /// Drives rustls to its `WriteTraffic` state (emitting anything it has queued
     /// first) and runs `f` in it.
-    fn with_write_traffic(
+    fn with_write_traffic<W: WireOut>(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut W,
         f: impl FnOnce(
             &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
-            &mut Vec<u8>,
+            &mut W,
         ) -> Result<(), TlsError>,
     ) -> Result<(), TlsError> {
         if self.failed || self.sent_close_notify || self.conn.is_handshaking() {
@@ -488,14 +520,14 @@ fn encrypt_size(e: EncryptError) -> Option<usize> {
 /// Appends what `write` writes to `out`, growing it as `write` asks (`Err(Some(n))`:
 /// needs `n` bytes; `Err(None)`: cannot write at all).
 fn append(
-    out: &mut Vec<u8>,
+    out: &mut impl WireOut,
     write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
 ) -> Result<(), TlsError> {
     append_sized(out, 512, write)
 }
 
 fn append_sized(
-    out: &mut Vec<u8>,
+    out: &mut impl WireOut,
     first_guess: usize,
     mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
 ) -> Result<(), TlsError> {
