@@ -152,7 +152,10 @@ pub struct FrameError {
     pub error: H2Error,
     /// For a stream error: the whole frame's bytes (header included), to skip before
     /// decoding on, the connection going on after its RST_STREAM. For a connection
-    /// error: 0 (the connection ends; nothing more is read).
+    /// error: 0 (the connection ends; nothing more is read). The parser knows no
+    /// stream states: a stream error on a stream that is idle (a zero WINDOW_UPDATE
+    /// increment, a short PRIORITY is fine there) is the connection's to escalate to
+    /// the connection error section 5.1 asks for on idle streams.
     pub skip: usize,
 }
 
