@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod h2;
 pub mod tls;
 pub mod ws;
