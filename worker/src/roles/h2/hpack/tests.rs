@@ -767,3 +767,88 @@ fn dynamic_table_arena_stays_bounded() {
     assert!(e.table_capacity() <= 2 * 4096, "{}", e.table_capacity());
     assert!(d.table_capacity() <= 2 * 4096, "{}", d.table_capacity());
 }
+
+/// The fuzz target's invariants (`worker/fuzz/fuzz_targets/hpack_decode.rs`) on a
+/// bounded, deterministic run so `cargo test` checks them too: the RFC's blocks with
+/// random bytes flipped, cut or spliced, into a decoder with small limits.
+#[test]
+fn mutated_blocks_keep_the_limits() {
+    let seeds: Vec<Vec<u8>> = [
+        "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+        "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+        "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6
+         2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
+        "3fe1 1f82 8641 88f4 39ce 75c8 75fa 5784",
+        "1008 7061 7373 776f 7264 0673 6563 7265 74",
+    ]
+    .iter()
+    .map(|s| hex(s))
+    .collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut wire = Vec::new();
+    let (mut round_trips, mut refused) = (0, 0);
+    for round in 0..1000 {
+        let limit = [0, 64, 100 + (next() % 200) as usize, 4096][(next() % 4) as usize];
+        let max_list = 16 + (next() % 600) as usize;
+        let mut d = Decoder::new(limit);
+        d.set_max_header_list_size(max_list);
+        let mut e = Encoder::new();
+        e.set_peer_max_table_size((next() % 500) as usize);
+        let mut back = Decoder::new(4096);
+        back.set_max_header_list_size(max_list);
+        for _ in 0..20 {
+            let mut block = seeds[(next() % seeds.len() as u64) as usize].clone();
+            // A third of the blocks intact, so sessions run on past their first block.
+            for _ in 0..(next() % 3) * (1 + next() % 3) {
+                let at = (next() as usize) % block.len().max(1);
+                match next() % 3 {
+                    0 if !block.is_empty() => block[at] ^= 1 << (next() % 8),
+                    1 => block.truncate(at),
+                    _ => block.insert(at.min(block.len()), next() as u8),
+                }
+            }
+            let mut fields = Vec::new();
+            let res = d.decode(&block, |n, v, s| fields.push((n.to_vec(), v.to_vec(), s)));
+            let (size, max) = d.table_size();
+            assert!(
+                size <= max && max <= limit,
+                "round {round}: {size}/{max}/{limit}"
+            );
+            assert!(d.table_capacity() <= 2 * limit);
+            let listed: usize = fields.iter().map(|f| f.0.len() + f.1.len() + 32).sum();
+            assert!(listed <= max_list);
+            match res {
+                Ok(()) => {}
+                Err(err) if err.context_intact() => {
+                    refused += 1;
+                    continue;
+                }
+                Err(_) => break,
+            }
+            round_trips += 1;
+            wire.clear();
+            e.encode(
+                fields.iter().map(|(n, v, s)| Field {
+                    name: n,
+                    value: v,
+                    sensitive: *s,
+                }),
+                &mut wire,
+            );
+            let again = decode(&mut back, &wire).expect("the encoder's output decodes");
+            assert_eq!(again.len(), fields.len());
+            for (a, b) in fields.iter().zip(&again) {
+                assert_eq!((&a.0, &a.1), (&b.0, &b.1));
+                assert!(a.2 == Sensitive::No || b.2 == Sensitive::Yes);
+            }
+        }
+    }
+    // Not vacuous: both outcomes were reached many times.
+    assert!(round_trips > 300 && refused > 50, "{round_trips} {refused}");
+}
