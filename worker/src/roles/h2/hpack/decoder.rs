@@ -105,7 +105,7 @@ impl Decoder {
     }
 
     /// Bytes allocated for the dynamic table's names and values (at most twice its
-    /// maximum size, plus one entry).
+    /// largest maximum size).
     pub fn table_capacity(&self) -> usize {
         self.table.capacity()
     }

@@ -142,7 +142,7 @@ impl Encoder {
     }
 
     /// Bytes allocated for the dynamic table's names and values (at most twice its
-    /// maximum size, plus one entry).
+    /// largest maximum size).
     pub fn table_capacity(&self) -> usize {
         self.table.capacity()
     }
@@ -180,21 +180,18 @@ impl Encoder {
     fn field(&mut self, f: Field<'_>, dst: &mut impl BufMut) {
         let sensitive = f.sensitive == Sensitive::Yes || is_sensitive(f.name, f.value);
         let (static_exact, static_name) = table::static_find(f.name, f.value);
-        let hash = table::name_hash(f.name);
+        if !sensitive && let Some(i) = static_exact {
+            integer::encode(i, 7, 0x80, dst);
+            return;
+        }
         let (dyn_exact, dyn_name) = if self.table.is_empty() {
             (None, None)
         } else {
-            self.table.find(f.name, f.value, hash)
+            self.table.find(f.name, f.value, table::name_hash(f.name))
         };
-        if !sensitive {
-            if let Some(i) = static_exact {
-                integer::encode(i, 7, 0x80, dst);
-                return;
-            }
-            if let Some(i) = dyn_exact {
-                integer::encode(DYNAMIC_BASE + i, 7, 0x80, dst);
-                return;
-            }
+        if !sensitive && let Some(i) = dyn_exact {
+            integer::encode(DYNAMIC_BASE + i, 7, 0x80, dst);
+            return;
         }
         let name_index = static_name.or(dyn_name.map(|i| DYNAMIC_BASE + i));
         let entry = f.name.len() + f.value.len() + ENTRY_OVERHEAD;

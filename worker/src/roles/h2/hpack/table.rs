@@ -4,9 +4,10 @@
 //!
 //! The dynamic table keeps every entry's name and value in one byte arena, appended at
 //! the end and dropped from the front as entries are evicted (oldest first, section
-//! 4.4); the dead front is reclaimed by moving the live bytes down once it exceeds the
-//! table's maximum size, so inserting never allocates once the arena has reached twice
-//! the maximum size, and reclaiming costs O(1) per byte inserted.
+//! 4.4); the dead front is reclaimed by moving the live bytes down once it is as large
+//! as they are, so reclaiming costs O(1) per byte inserted, and the arena grows by
+//! doubling up to twice the table's maximum size, after which inserting never
+//! allocates.
 
 use std::collections::VecDeque;
 
@@ -157,6 +158,10 @@ pub fn static_find(name: &[u8], value: &[u8]) -> (Option<usize>, Option<usize>) 
     let exact = (first..first + count).find(|&i| STATIC[i - 1].1 == value);
     (exact, Some(first))
 }
+
+/// The arena's first allocation: a few typical entries, so a table that holds little
+/// (a client sending a handful of fields) costs little.
+const MIN_ARENA: usize = 256;
 
 /// One dynamic entry: where its bytes are in the arena.
 #[derive(Clone, Copy, Debug)]
@@ -318,9 +323,11 @@ impl DynamicTable {
         }
     }
 
-    /// Ensures `need` more bytes fit in the arena without reallocating when possible:
-    /// reclaims the dead front once it is larger than the table's maximum size, and
-    /// grows the arena to twice the maximum size, after which it never grows again.
+    /// Ensures `need` more bytes fit in the arena: reclaims the dead front once it is
+    /// at least as large as the live bytes (so each byte is moved at most once per byte
+    /// evicted), else grows the arena by doubling, never past twice the maximum size.
+    /// Live bytes plus the new entry never exceed the maximum size, so at twice that the
+    /// arena always has room after reclaiming and stops growing.
     fn make_room(&mut self, need: usize) {
         if self.data.len() + need <= self.data.capacity() {
             return;
@@ -331,8 +338,15 @@ impl DynamicTable {
                 s.start -= self.dead;
             }
             self.dead = 0;
+            if self.data.len() + need <= self.data.capacity() {
+                return;
+            }
         }
-        let want = (2 * self.max_size).max(self.data.len() + need);
-        self.data.reserve(want - self.data.len());
+        let least = self.data.len() + need;
+        let want = (2 * self.data.capacity())
+            .max(MIN_ARENA)
+            .min(2 * self.max_size)
+            .max(least);
+        self.data.reserve_exact(want - self.data.len());
     }
 }
