@@ -3,7 +3,7 @@
 # Idempotent and quick when everything is there. Needs root (or sudo) for apt-get.
 set -euo pipefail
 need_apt=()
-for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light \
+for pair in curl:curl openssl:openssl wrk:wrk h2load:nghttp2-client nginx:nginx-light \
             libwebsockets-test-server:libwebsockets-test-server chromium:chromium; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
