@@ -448,47 +448,80 @@ fn python_websockets_echo_and_deflate_over_wss() {
     assert_eq!(s.worker_pids().len(), 1);
 }
 
-/// The value of series `name` whose labels are exactly `labels` (in any order), in a
-/// Prometheus text exposition.
-fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let want: HashSet<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (key, value) = l.rsplit_once(' ')?;
+/// Sum of `name` over workers, per value of label `by` (other labels ignored).
+fn sum_by(text: &str, name: &str, by: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = l.rsplit_once(' ') else {
+            continue;
+        };
         let (n, rest) = key.split_once('{').unwrap_or((key, "}"));
-        let got: HashSet<String> = rest
-            .strip_suffix('}')?
+        if n != name {
+            continue;
+        }
+        let label = rest
+            .trim_end_matches('}')
             .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        (n == name && got == want).then(|| value.parse().ok())?
-    })
+            .find_map(|kv| kv.strip_prefix(&format!("{by}=\"")))
+            .map(|v| v.trim_end_matches('"').to_owned())
+            .unwrap_or_default();
+        *out.entry(label).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    out
 }
 
-/// `lwsd_tls_handshakes_total` and `lwsd_tls_handshake_failures_total{reason}`, per
-/// worker, count what clients did.
+/// `lwsd_tls_handshakes_total{worker}` counts each worker's completed handshakes (the
+/// test knows which worker held each connection) and
+/// `lwsd_tls_handshake_failures_total{worker,reason}` the failures by reason.
 #[test]
 fn tls_metrics_count_handshakes_and_failures_by_reason_per_worker() {
     let s = Lwsd::start(&[
         "-j",
-        "1",
+        "2",
         "-s",
         "-i",
         "127.0.0.1",
         "--tls-handshake-timeout",
         "1",
     ]);
-    // Lwsd::start's readiness probe is a plain GET: one plain_http failure already.
-    for _ in 0..3 {
-        assert_eq!(curl_https(s.port, &["/"])[0].0, 200);
+    let workers = s.worker_pids();
+    let index: HashMap<u32, String> = workers
+        .iter()
+        .map(|&p| (p, process_env(p, "LWSD_WORKER_INDEX").unwrap()))
+        .collect();
+    // The start-up probe (a plain GET) already failed once; count from here.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = s.metrics();
+    let failures_before = sum_by(&before, "lwsd_tls_handshake_failures_total", "reason");
+    let handshakes_before = sum_by(&before, "lwsd_tls_handshakes_total", "worker");
+
+    // Handshakes, each on a known worker; held open so both workers get some.
+    let mut want_handshakes: HashMap<String, f64> = HashMap::new();
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let c = SClient::spawn(s.port, &[]);
+        let p = c.client_port(s.port);
+        let w = pid_holding_tcp(s.port, p, &workers).expect("its worker");
+        *want_handshakes.entry(index[&w].clone()).or_default() += 1.0;
+        held.push(c);
     }
+    for c in held {
+        assert!(c.finish(GET_CLOSE).contains("HTTP/1.1 200 OK"));
+    }
+    assert_eq!(
+        want_handshakes.len(),
+        2,
+        "both workers served: {want_handshakes:?}"
+    );
+
+    // Failures, one of each reason.
     let send = |bytes: &[u8]| {
         let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let _ = c.write_all(bytes);
-        let _ = c.shutdown(std::net::Shutdown::Write);
         let mut v = Vec::new();
         let _ = c.read_to_end(&mut v);
+        v
     };
     send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     send(b"\x00\x01\x02 not a record");
@@ -500,19 +533,14 @@ fn tls_metrics_count_handshakes_and_failures_by_reason_per_worker() {
     hs.extend_from_slice(&hello);
     let mut rec = vec![22, 3, 1, 0, hs.len() as u8];
     rec.extend_from_slice(&hs);
-    send(&rec);
+    assert_eq!(send(&rec), [21, 3, 1, 0, 2, 2, 70]);
     let out = s_client(s.port, &["-tls1_2", "-cipher", "CAMELLIA:ARIA"], b"");
     assert!(out.contains("alert number 40"), "{out}");
-    // Silent past the handshake timeout.
-    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(&rec[..3]).unwrap();
-    let mut v = Vec::new();
-    let _ = c.read_to_end(&mut v);
+    // Half a record header, then silence past the handshake timeout.
+    assert!(send(&rec[..3]).is_empty());
 
-    let w = [("worker", "0")];
-    let want = [
-        ("plain_http", 2.0),
+    let want_failures = [
+        ("plain_http", 1.0),
         ("bad_record", 1.0),
         ("protocol_version", 1.0),
         ("no_shared_cipher", 1.0),
@@ -521,31 +549,26 @@ fn tls_metrics_count_handshakes_and_failures_by_reason_per_worker() {
     let t = Instant::now();
     loop {
         let m = s.metrics();
-        let handshakes = series(&m, "lwsd_tls_handshakes_total", &w);
-        let failures: Vec<Option<f64>> = want
+        let handshakes = sum_by(&m, "lwsd_tls_handshakes_total", "worker");
+        let failures = sum_by(&m, "lwsd_tls_handshake_failures_total", "reason");
+        let delta = |map: &HashMap<String, f64>, old: &HashMap<String, f64>, k: &str| {
+            map.get(k).copied().unwrap_or(0.0) - old.get(k).copied().unwrap_or(0.0)
+        };
+        let handshakes_ok = want_handshakes
             .iter()
-            .map(|(r, _)| {
-                series(
-                    &m,
-                    "lwsd_tls_handshake_failures_total",
-                    &[("worker", "0"), ("reason", r)],
-                )
-            })
-            .collect();
-        if handshakes == Some(3.0)
-            && failures
-                .iter()
-                .zip(&want)
-                .all(|(got, (_, n))| *got == Some(*n))
-        {
+            .all(|(w, n)| delta(&handshakes, &handshakes_before, w) == *n);
+        let failures_ok = want_failures
+            .iter()
+            .all(|(r, n)| delta(&failures, &failures_before, r) == *n);
+        if handshakes_ok && failures_ok {
             break;
         }
         assert!(
             t.elapsed() < Duration::from_secs(5),
-            "handshakes {handshakes:?}, failures {:?} (want {want:?}):\n{}",
-            failures,
+            "want handshakes {want_handshakes:?} and failures {want_failures:?} more than \
+             before ({handshakes_before:?}, {failures_before:?}):\n{}",
             m.lines()
-                .filter(|l| l.contains("tls"))
+                .filter(|l| l.contains("lwsd_tls"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );
