@@ -3,13 +3,16 @@
 # Idempotent and quick when everything is there. Needs root (or sudo) for apt-get.
 set -euo pipefail
 need_apt=()
+# libwebsockets-test-server ships libwebsockets-test-client too (tests/lws_interop.rs).
 for pair in curl:curl openssl:openssl wrk:wrk h2load:nghttp2-client nginx:nginx-light \
-            libwebsockets-test-server:libwebsockets-test-server chromium:chromium; do
+            libwebsockets-test-server:libwebsockets-test-server \
+            libwebsockets-test-client:libwebsockets-test-server chromium:chromium; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
   echo "installing: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null

@@ -88,7 +88,7 @@ fn good_files_start() {
 
 #[test]
 fn self_signed_is_made_once_shared_and_removed() {
-    let mut child = lwsd(&["-j", "2", "-s"])
+    let mut child = lwsd(&["-j", "2", "-s", "-d", "15"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -690,3 +690,34 @@ fn killed_worker_under_tls_load_loses_only_its_connections() {
     }
     panic!("no connection reached the restarted worker");
 }
+
+/// The value of the series `name{labels}` in a Prometheus text page.
+fn series(page: &str, name_and_labels: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[test]
+fn handshakes_and_failures_are_counted_per_worker_by_reason() {
+    let s = Lwsd::start(&["-j", "1", "-s", "-i", "127.0.0.1"]);
+    // Lwsd::start's readiness probe was a plain request: one plain_http failure.
+    curl_https(s.port, &["/"]);
+    curl_https(s.port, &["/", "/"]);
+    let t = std::time::Instant::now();
+    let page = loop {
+        let page = s.metrics();
+        if series(&page, "lwsd_tls_handshakes_total{worker=\"0\"}") == Some(2.0) {
+            break page;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{page}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let failed = |r: &str| {
+        series(
+            &page,
+            &format!("lwsd_tls_handshake_failures_total{{worker=\"0\",reason=\"{r}\"}}"),
+        )
+    };
+    assert!(failed("plain_http").unwrap() >= 1.0, "{page}");
+    assert_eq!(failed("bad_certificate"), Some(0.0), "{page}");
+}

@@ -1,5 +1,6 @@
 //! WebSocket role (RFC 6455): frame header codec, masking, the server's receive loop
-//! (`WsConn::process`), UTF-8 validation of text, and broadcast frames.
+//! (`WsConn::process`), UTF-8 validation of text, broadcast frames, and the cost of
+//! permessage-deflate (RFC 7692) on tiny messages, which lwsd compresses like the rest.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use lwsd_bench::{masked_text_frames, utf8_text};
+use lwsd_worker::roles::ws::deflate::{Pmd, PmdParams, Side};
 use lwsd_worker::roles::ws::frame::{Parsed, parse_header};
 use lwsd_worker::roles::ws::mask::apply_mask;
 use lwsd_worker::roles::ws::utf8::Utf8Validator;
@@ -148,5 +150,65 @@ fn broadcast(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! { name = benches; config = common::config(); targets = header, mask, process, utf8, broadcast }
+/// Tiny messages with and without permessage-deflate: `send` + drain on a server
+/// connection (what each dumb-increment tick or echo costs), per message; and a
+/// broadcast's shared compressed encoding (`SharedFrame::deflated`, once per message
+/// per worker). Prints the bytes each puts on the wire.
+fn tiny(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ws/tiny");
+    g.throughput(Throughput::Elements(1));
+    // A dumb-increment value and an lws-mirror stroke (the test client's format).
+    let msgs: [(&str, &[u8]); 2] = [("2B", b"42"), ("20B", b"c #1A2B3C 311 87 12;")];
+    let nct = PmdParams {
+        server_no_context_takeover: true,
+        ..PmdParams::default()
+    };
+    let modes: [(&str, Option<PmdParams>); 3] = [
+        ("plain", None),
+        ("deflate", Some(PmdParams::default())),
+        ("deflate_nct", Some(nct)),
+    ];
+    for (mname, msg) in msgs {
+        let payload = Bytes::from_static(msg);
+        for (dname, params) in &modes {
+            let mut conn = WsConn::server(WsConfig::default(), 0);
+            if let Some(p) = params {
+                conn.set_compression(Pmd::new(Side::Server, p));
+            }
+            let mut iov: Vec<Bytes> = Vec::with_capacity(4);
+            // Wire size, after a warm-up message (context takeover shrinks repeats).
+            for _ in 0..2 {
+                iov.clear();
+                conn.send(DataKind::Text, payload.clone()).expect("open");
+                conn.drain_output(&mut iov);
+            }
+            let wire: usize = iov.iter().map(Bytes::len).sum();
+            eprintln!("ws/tiny/send_{mname}_{dname}: {wire} bytes on the wire");
+            g.bench_function(format!("send_{mname}_{dname}"), |b| {
+                b.iter(|| {
+                    conn.send(DataKind::Text, black_box(&payload).clone())
+                        .expect("open");
+                    conn.drain_output(&mut iov);
+                    black_box(&iov);
+                    iov.clear();
+                })
+            });
+        }
+        let f = SharedFrame::new(DataKind::Text, payload.clone());
+        eprintln!(
+            "ws/tiny/shared_deflated_{mname}: {} bytes on the wire ({} plain)",
+            f.deflated().len(),
+            f.wire_len()
+        );
+        g.bench_function(format!("shared_deflated_{mname}"), |b| {
+            b.iter(|| {
+                let f = SharedFrame::new(DataKind::Text, black_box(&payload).clone());
+                black_box(f.deflated().len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! { name = benches; config = common::config(); targets = header, mask, process, utf8, broadcast, tiny }
 criterion_main!(benches);

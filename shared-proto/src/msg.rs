@@ -42,7 +42,7 @@ use std::fmt;
 pub const MAGIC: [u8; 2] = *b"LW";
 /// Wire version; bumped on any incompatible change. Supervisor and workers are the same
 /// binary, so a mismatch means a corrupted or foreign packet, and it is rejected.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Magic + version + type.
 pub const HEADER_LEN: usize = 4;
 
@@ -84,7 +84,31 @@ const TAG_V4: u8 = 4;
 const TAG_V6: u8 = 6;
 
 /// Encoded size of one [`WorkerStats`].
-const STATS_LEN: usize = 4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8;
+const STATS_LEN: usize =
+    4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8 + 2 * 8 + TLS_FAILURE_REASONS.len() * 8;
+
+/// The reasons a TLS connection fails, as the `reason` label of
+/// `lwsd_tls_handshake_failures_total` (the worker's `TlsError::reason`); a reason not
+/// listed counts as `other`. Order is the wire order of [`WorkerStats::tls_failures`].
+pub const TLS_FAILURE_REASONS: [&str; 17] = [
+    "bad_record",
+    "no_shared_cipher",
+    "protocol_version",
+    "incompatible",
+    "no_certificate",
+    "bad_certificate",
+    "no_application_protocol",
+    "alert_received",
+    "peer_misbehaved",
+    "plain_http",
+    "timeout",
+    "eof",
+    "truncated",
+    "too_large",
+    "local",
+    "misuse",
+    "other",
+];
 
 /// Most session-ticket keys in one `TicketKeys` message: the current key and the older
 /// ones kept so tickets sealed before a rotation still open (the supervisor keeps 3).
@@ -147,6 +171,10 @@ pub enum PeerAddr {
 
 /// Worker → supervisor.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one Stats message every 250 ms per worker, built and read in place: boxing it would only add an allocation"
+)]
 pub enum FromWorker {
     /// First message of a worker, once its loop is ready. `max_conns`: the connections
     /// it can hold within its open-files limit (the supervisor hands it no more).
@@ -198,6 +226,24 @@ pub struct WorkerStats {
     pub cpu_ns: u64,
     /// Resident set size in bytes.
     pub rss_bytes: u64,
+    /// Connections the worker lost receiving them: it had no descriptor left (EMFILE).
+    pub conns_lost_emfile: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS connections that failed, by [`TLS_FAILURE_REASONS`] index.
+    pub tls_failures: [u64; TLS_FAILURE_REASONS.len()],
+}
+
+impl WorkerStats {
+    /// Counts a TLS failure under `reason` (`other` when it is not one of
+    /// [`TLS_FAILURE_REASONS`]).
+    pub fn count_tls_failure(&mut self, reason: &str) {
+        let i = TLS_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(TLS_FAILURE_REASONS.len() - 1);
+        self.tls_failures[i] += 1;
+    }
 }
 
 /// Why a packet was rejected.
@@ -434,7 +480,12 @@ impl FromWorker {
                     s.loop_stall_ns,
                     s.cpu_ns,
                     s.rss_bytes,
+                    s.conns_lost_emfile,
+                    s.tls_handshakes,
                 ] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                for v in s.tls_failures {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
                 Ok(())
@@ -477,6 +528,15 @@ impl FromWorker {
                     loop_stall_ns: r.u64()?,
                     cpu_ns: r.u64()?,
                     rss_bytes: r.u64()?,
+                    conns_lost_emfile: r.u64()?,
+                    tls_handshakes: r.u64()?,
+                    tls_failures: {
+                        let mut f = [0u64; TLS_FAILURE_REASONS.len()];
+                        for v in &mut f {
+                            *v = r.u64()?;
+                        }
+                        f
+                    },
                 })
             }
             T_BUS_FROM => FromWorker::Bus(BusMessage::decode_body(&mut r)?),
@@ -814,6 +874,9 @@ mod tests {
             loop_stall_ns: 9,
             cpu_ns: 10,
             rss_bytes: u64::MAX,
+            conns_lost_emfile: 12,
+            tls_handshakes: 11,
+            tls_failures: std::array::from_fn(|i| 100 + i as u64),
         };
         rt_from(FromWorker::Stats(max));
         let mut buf = Vec::new();

@@ -67,6 +67,14 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "WebSocket payload bytes by direction (rx received, tx sent).",
     ),
     (
+        "lwsd_tls_handshakes_total",
+        "TLS handshakes a worker completed.",
+    ),
+    (
+        "lwsd_tls_handshake_failures_total",
+        "TLS connections that failed, by reason (bad_record, no_shared_cipher, protocol_version, no_certificate, bad_certificate, plain_http, timeout, eof, ...).",
+    ),
+    (
         "lwsd_worker_loop_stall_seconds",
         "Cumulative time a worker's event loop ran late, since the worker started.",
     ),
@@ -96,6 +104,14 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "Connections the supervisor answered 503 and closed, by reason (workers_full: every worker at the connections its open-files limit allows).",
     ),
     (
+        "lwsd_accept_errors_total",
+        "Accepts that failed in the supervisor (EMFILE, ENFILE: out of descriptors); the connection waits in the listen backlog.",
+    ),
+    (
+        "lwsd_connections_lost_total",
+        "Connections a worker could not take because it ran out of descriptors receiving them (reason emfile); the kernel closed them.",
+    ),
+    (
         "lwsd_bus_messages_relayed_total",
         "Bus messages the supervisor delivered to a worker.",
     ),
@@ -116,6 +132,9 @@ pub struct WorkerSeries {
     ws_msgs_tx: Counter,
     ws_bytes_rx: Counter,
     ws_bytes_tx: Counter,
+    tls_handshakes: Counter,
+    lost_emfile: Counter,
+    tls_failures: [Counter; lwsd_proto::TLS_FAILURE_REASONS.len()],
     stall: Gauge,
     cpu: Gauge,
     rss: Gauge,
@@ -134,6 +153,8 @@ pub struct Metrics {
     pub handoff_failures: Counter,
     /// `lwsd_connections_refused_total{reason="workers_full"}`.
     pub refused_workers_full: Counter,
+    /// `lwsd_accept_errors_total`.
+    pub accept_errors: Counter,
     pub bus_relayed: Counter,
     pub bus_dropped: Counter,
 }
@@ -187,6 +208,20 @@ impl Metrics {
                     ws_msgs_tx: c("lwsd_ws_messages_total", &dir("tx")),
                     ws_bytes_rx: c("lwsd_ws_bytes_total", &dir("rx")),
                     ws_bytes_tx: c("lwsd_ws_bytes_total", &dir("tx")),
+                    tls_handshakes: c("lwsd_tls_handshakes_total", &w),
+                    lost_emfile: c(
+                        "lwsd_connections_lost_total",
+                        &[("worker", i.to_string()), ("reason", "emfile".to_owned())],
+                    ),
+                    tls_failures: std::array::from_fn(|k| {
+                        c(
+                            "lwsd_tls_handshake_failures_total",
+                            &[
+                                ("worker", i.to_string()),
+                                ("reason", lwsd_proto::TLS_FAILURE_REASONS[k].to_owned()),
+                            ],
+                        )
+                    }),
                     stall: g("lwsd_worker_loop_stall_seconds", &w),
                     cpu: g("lwsd_worker_cpu_seconds", &w),
                     rss: g("lwsd_worker_resident_memory_bytes", &w),
@@ -206,6 +241,7 @@ impl Metrics {
                 "lwsd_connections_refused_total",
                 &[("reason", "workers_full".to_owned())],
             ),
+            accept_errors: c("lwsd_accept_errors_total", &[]),
             bus_relayed: c("lwsd_bus_messages_relayed_total", &[]),
             bus_dropped: c("lwsd_bus_messages_dropped_total", &[]),
         };
@@ -244,6 +280,11 @@ impl WorkerSeries {
         b.ws_msgs_tx = b.ws_msgs_tx.saturating_add(c.ws_msgs_tx);
         b.ws_bytes_rx = b.ws_bytes_rx.saturating_add(c.ws_bytes_rx);
         b.ws_bytes_tx = b.ws_bytes_tx.saturating_add(c.ws_bytes_tx);
+        b.tls_handshakes = b.tls_handshakes.saturating_add(c.tls_handshakes);
+        b.conns_lost_emfile = b.conns_lost_emfile.saturating_add(c.conns_lost_emfile);
+        for (b, c) in b.tls_failures.iter_mut().zip(c.tls_failures) {
+            *b = b.saturating_add(c);
+        }
         b.loop_stall_ns = b.loop_stall_ns.saturating_add(c.loop_stall_ns);
         b.cpu_ns = b.cpu_ns.saturating_add(c.cpu_ns);
         self.current = WorkerStats::default();
@@ -277,6 +318,18 @@ impl WorkerSeries {
             .absolute(b.ws_bytes_rx.saturating_add(c.ws_bytes_rx));
         self.ws_bytes_tx
             .absolute(b.ws_bytes_tx.saturating_add(c.ws_bytes_tx));
+        self.tls_handshakes
+            .absolute(b.tls_handshakes.saturating_add(c.tls_handshakes));
+        self.lost_emfile
+            .absolute(b.conns_lost_emfile.saturating_add(c.conns_lost_emfile));
+        for ((h, b), c) in self
+            .tls_failures
+            .iter()
+            .zip(b.tls_failures)
+            .zip(c.tls_failures)
+        {
+            h.absolute(b.saturating_add(c));
+        }
         self.active.set(f64::from(c.live_conns));
         self.ws_active.set(f64::from(c.ws_conns));
         let secs = |ns: u64| ns as f64 / 1e9;

@@ -534,6 +534,15 @@ pub trait Protocol: 'static {
     /// A bus publication of this protocol (from any worker, `origin`).
     fn bus(&mut self, _vhost: &mut Vhost<'_>, _origin: usize, _payload: &[u8]) {}
 
+    /// Whether a WebSocket connection of this protocol may use permessage-deflate
+    /// (RFC 7692) when the client offers it; `false` answers without the extension.
+    /// lws decides this from the protocol's receive buffer (under 128 bytes: no
+    /// deflate); a protocol of tiny messages gains nothing from compression, and lws
+    /// clients with such a buffer offer deflate but cannot use it on that protocol.
+    fn permessage_deflate(&self) -> bool {
+        true
+    }
+
     /// An HTTP request on a `callback://` mount of this protocol (LWS_CALLBACK_HTTP).
     fn http(
         &mut self,
@@ -591,6 +600,7 @@ pub trait DynProtocol {
     fn event_wait_cancelled(&mut self, vh: &mut Vhost<'_>);
     fn timer(&mut self, vh: &mut Vhost<'_>, id: u64);
     fn bus(&mut self, vh: &mut Vhost<'_>, origin: usize, payload: &[u8]);
+    fn permessage_deflate(&self) -> bool;
     fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>>;
     fn http_body(&mut self, vh: &mut Vhost<'_>, s: &mut dyn Any, chunk: &[u8]) -> CbResult;
     fn http_body_completion(&mut self, vh: &mut Vhost<'_>, s: Box<dyn Any>) -> HttpResponse;
@@ -633,6 +643,9 @@ impl<P: Protocol> DynProtocol for P {
     }
     fn bus(&mut self, vh: &mut Vhost<'_>, origin: usize, payload: &[u8]) {
         Protocol::bus(self, vh, origin, payload)
+    }
+    fn permessage_deflate(&self) -> bool {
+        Protocol::permessage_deflate(self)
     }
     fn http(&mut self, vh: &mut Vhost<'_>, req: &HttpRequest<'_>) -> HttpAnswer<Box<dyn Any>> {
         match Protocol::http(self, vh, req) {
@@ -752,6 +765,14 @@ impl Protocols {
 
     pub fn index(&self, name: &str) -> Option<u16> {
         self.names.iter().position(|n| *n == name).map(|i| i as u16)
+    }
+
+    /// Whether protocol `i` allows permessage-deflate ([`Protocol::permessage_deflate`]).
+    pub(crate) fn permessage_deflate(&self, i: u16) -> bool {
+        self.list
+            .get(usize::from(i))
+            .and_then(Option::as_ref)
+            .is_none_or(|p| p.permessage_deflate())
     }
 }
 

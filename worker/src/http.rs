@@ -32,8 +32,9 @@ use crate::roles::ws::conn::WsConn;
 use crate::roles::ws::{deflate, handshake};
 use crate::service::conn::OutQueue;
 use crate::service::{Cx, Flow, Role, RoleFactory};
+use crate::session::ws::WsSession;
+use crate::upgraded::Upgraded;
 use crate::vhost::{MountId, Route, Vhost};
-use crate::ws::WsRole;
 
 /// Size of each piece of a streamed file body. 128 KiB: large enough that a loopback
 /// client downloading at memory speed costs few syscalls per MiB, small enough that a
@@ -445,8 +446,9 @@ impl HttpConn {
                 // A client naming no protocol gets the default, else the first one (lws
                 // binds such a client to the vhost's first protocol).
                 let proto = acc.protocol.and_then(|n| protos.index(n)).unwrap_or(0);
-                // permessage-deflate (RFC 7692) when offered and allowed.
-                let pmd = if cx.app.config.ws_deflate {
+                // permessage-deflate (RFC 7692) when offered and allowed (by the
+                // command line and by the protocol).
+                let pmd = if cx.app.config.ws_deflate && protos.permessage_deflate(proto) {
                     deflate::negotiate_server(&acc.extensions_offer, &deflate::PmdPolicy::default())
                 } else {
                     None
@@ -464,7 +466,9 @@ impl HttpConn {
                     ws.set_compression(deflate::Pmd::new(deflate::Side::Server, &params));
                 }
                 self.closing = true; // this role is done with the connection
-                Some(Flow::Upgrade(Box::new(WsRole::new(ws, proto))))
+                Some(Flow::Upgrade(Box::new(Upgraded::new(WsSession::new(
+                    ws, proto,
+                )))))
             }
             Err(e) => {
                 // The server's own head (Date, Server, Connection: close) like every

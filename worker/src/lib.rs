@@ -19,9 +19,10 @@ pub mod plugins;
 pub mod roles;
 #[allow(unsafe_code)]
 pub mod service;
+pub mod session;
 pub mod sink;
+pub mod upgraded;
 pub mod vhost;
-pub mod ws;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -229,13 +229,13 @@ fn idle_echo_connection_heap() {
     assert_eq!(l.app.stats.wire.ws_conns as usize, N);
 
     let slab = std::mem::size_of::<lwsd_worker::service::conn::Conn>();
-    let role = std::mem::size_of::<lwsd_worker::ws::WsRole>();
+    let role = std::mem::size_of::<lwsd_worker::upgraded::Upgraded>();
     let ws = std::mem::size_of::<lwsd_worker::roles::ws::WsConn>();
     let total = idle.chunked + slab as f64;
     println!(
         "per idle connection (N = {N}): heap {:.0} B requested / {:.0} B as malloc chunks \
          after the upgrade, {:.0} / {:.0} after one echo; + slab entry {slab} B = {total:.0} B \
-         (size_of WsRole {role}, WsConn {ws})",
+         (size_of Upgraded {role}, WsConn {ws})",
         upgraded.requested, upgraded.chunked, idle.requested, idle.chunked
     );
     // The bound: the issue's 400 B. Measured 350–357 B (as malloc chunks): the WebSocket
@@ -248,7 +248,7 @@ fn idle_echo_connection_heap() {
     assert!(total <= 400.0, "{total:.0} B per idle connection");
     assert!(slab <= 72, "size_of::<Conn>() = {slab}");
     // The WebSocket role's own part: one allocation, no retained buffers.
-    assert!(role <= 120, "size_of::<WsRole>() = {role}");
+    assert!(role <= 120, "size_of::<Upgraded>() = {role}");
     assert!(ws <= 80, "size_of::<WsConn>() = {ws}");
 
     drop(clients);

@@ -134,8 +134,7 @@ impl Supervisor {
             }
             // Draining: accepted before the cancel took effect; dropping closes it.
         } else if res != -libc::ECANCELED {
-            let e = io::Error::from_raw_os_error(-res);
-            log!(WARN, "accept on listener {li}: {e}");
+            self.accept_failed(li, res);
         }
         if !cqueue::more(flags) {
             self.accept_armed[li] = 0;
@@ -145,6 +144,20 @@ impl Supervisor {
                 State::Running => {}
                 State::Draining { .. } => self.listeners[li] = None,
             }
+        }
+    }
+
+    /// An accept failed (EMFILE/ENFILE: the supervisor is out of descriptors or fixed
+    /// slots; the connection stays in the listen backlog and is taken on a later tick).
+    /// Counted, and logged at most once a second with the count.
+    fn accept_failed(&mut self, li: usize, res: i32) {
+        self.metrics.accept_errors.increment(1);
+        if let Some(n) = self.accept_error_log.hit(std::time::Instant::now()) {
+            let e = io::Error::from_raw_os_error(-res);
+            log!(
+                WARN,
+                "accept on listener {li} failed in the supervisor: {e} ({n} since the last line; raise the open files limit)"
+            );
         }
     }
 
@@ -190,8 +203,7 @@ impl Supervisor {
             }
         } else if res != -libc::ECANCELED {
             // Re-armed on the next tick, not in a hot loop (ENFILE: our slots are full).
-            let e = io::Error::from_raw_os_error(-res);
-            log!(WARN, "accept on listener {li}: {e}");
+            self.accept_failed(li, res);
         }
         if !running && self.accept_armed[li] == 0 {
             self.listeners[li] = None;

@@ -295,6 +295,8 @@ pub struct Supervisor {
     refuse_scratch: Box<[u8; 4096]>,
     /// Refusals since the last one logged (at most one line a second).
     refused_log: crate::log::Throttle,
+    /// Accept failures since the last one logged.
+    accept_error_log: crate::log::Throttle,
     /// Session-ticket keys, when TLS is on ([`tickets`]).
     tickets: Option<tickets::Tickets>,
 }
@@ -459,6 +461,7 @@ impl Supervisor {
             enc: Vec::with_capacity(MAX_MSG_SIZE),
             refuse_scratch: Box::new([0; 4096]),
             refused_log: crate::log::Throttle::default(),
+            accept_error_log: crate::log::Throttle::default(),
             tickets: None,
         };
         for i in 0..workers {

@@ -15,6 +15,12 @@
 //! The timer runs only while this worker has connections of the protocol: it is armed by
 //! the first `established` and lapses at the first tick that finds none (an idle server
 //! does not wake 20 times a second for nobody).
+//!
+//! No permessage-deflate ([`Protocol::permessage_deflate`]): lws' test server gives this
+//! protocol a 10-byte receive buffer, which keeps deflate off it, and lws clients (whose
+//! buffer for it is 20 bytes) offer deflate but carry on without it when a server
+//! accepts, so a compressed counter would be refused by them (`tests/lws_interop.rs`).
+//! A 1..20-byte number gains nothing from compression anyway.
 
 use std::time::Duration;
 
@@ -82,6 +88,10 @@ impl DumbIncrement {
 
 impl Protocol for DumbIncrement {
     type Session = DumbSession;
+
+    fn permessage_deflate(&self) -> bool {
+        false
+    }
 
     fn established(&mut self, conn: &mut Conn<'_>) -> Result<DumbSession, Close> {
         self.sessions += 1;
@@ -259,5 +269,17 @@ mod tests {
         o.clear();
         o.insert("interval".into(), "5".into());
         assert!(init(&o).unwrap_err().contains("unknown option"));
+    }
+
+    /// The protocol table answers the handshake's question: deflate off here, on for the
+    /// others (the mirror needs it for lws' test client, `tests/lws_interop.rs`).
+    #[test]
+    fn no_permessage_deflate() {
+        let b = crate::plugins::builtin();
+        let p = crate::api::Protocols::new(&b, &BTreeMap::new(), None, 0, 1).unwrap();
+        let i = |n| p.index(n).unwrap();
+        assert!(!p.permessage_deflate(i(NAME)));
+        assert!(p.permessage_deflate(i(crate::plugins::mirror::NAME)));
+        assert!(p.permessage_deflate(i(crate::plugins::echo::NAME)));
     }
 }

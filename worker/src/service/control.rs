@@ -44,7 +44,9 @@ impl Loop {
             match lwsd_proto::ToWorker::decode(&buf[..n]) {
                 Ok(lwsd_proto::ToWorker::NewConns(conns)) => {
                     if fds.len() < conns.len() {
-                        fds_ran_out(conns.len() - fds.len());
+                        let lost = conns.len() - fds.len();
+                        self.app.stats.wire.conns_lost_emfile += lost as u64;
+                        fds_ran_out(lost);
                     }
                     for (nc, fd) in conns.iter().zip(fds.drain(..)) {
                         if crate::log_enabled(16) {

@@ -370,7 +370,7 @@ impl Core {
             Err(e) => return self.tls_failed(d, app, slot, e),
         };
         if progress.handshake_done || handshake_done {
-            app.stats.tls_handshakes += 1;
+            app.stats.wire.tls_handshakes += 1;
             // The role's own deadline again (keep-alive, header timeout), and any output
             // it queued during the handshake can be sealed now.
             self.with_role(d, app, slot, |role, cx| role.on_data(cx, &mut []).1);

@@ -115,19 +115,12 @@ pub struct Stats {
     /// and the ring grows; a steady climb once it is at `LoopConfig::buf_max` says that
     /// is too small for the load).
     pub recv_enobufs: u64,
-    /// TLS handshakes completed.
-    pub tls_handshakes: u64,
-    /// TLS connections that failed, by reason (`TlsError::reason`).
-    pub tls_failures: Vec<(&'static str, u64)>,
 }
 
 impl Stats {
-    /// Counts a TLS failure under `reason`.
+    /// Counts a TLS failure under `reason` (`TlsError::reason`).
     pub fn count_tls_failure(&mut self, reason: &'static str) {
-        match self.tls_failures.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => self.tls_failures.push((reason, 1)),
-        }
+        self.wire.count_tls_failure(reason);
     }
 }
 

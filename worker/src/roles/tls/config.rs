@@ -79,10 +79,17 @@ impl rustls::server::ResolvesServerCert for SniCapture {
 
 /// The crypto provider (bench/RESULTS.md, "TLS provider": `ring`).
 pub fn provider() -> Arc<CryptoProvider> {
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
     // Deprecated in rustls 0.23.48 for having no post-quantum key exchange: see the
     // README's provider paragraph for why lwsd still uses it.
     #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    // That release also lists P-384 first. rustls' server takes a group the client sent
+    // a key share for (browsers send X25519), so this only matters for a client that
+    // sends several shares, and then X25519 is the one to take: a P-384 exchange costs
+    // the server ~7x X25519's CPU (bench/RESULTS.md "TLS provider").
+    p.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    Arc::new(p)
 }
 
 /// Largest certificate, key or CA file read: real chains are a few KiB and CA bundles a

@@ -232,6 +232,34 @@ fn handshake_alpn_sni_and_data_both_ways() {
 }
 
 #[test]
+fn browser_like_client_gets_x25519_without_hello_retry() {
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    let ca = make_ca("test CA");
+    let server = server_with(&ca, ClientAuth::None);
+    // A browser-like client: an X25519 key share, P-256 and P-384 also supported. (The
+    // server takes a group the client sent a share for, whatever its own order.)
+    let mut p = (*config::provider()).clone();
+    p.kx_groups = vec![X25519, SECP384R1, SECP256R1];
+    let c = ClientConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots(&ca))
+        .with_no_client_auth();
+    let mut pair = Pair::new(&server, Arc::new(c), "localhost");
+    pair.handshake();
+    assert_eq!(
+        pair.client.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    assert_eq!(
+        pair.client
+            .negotiated_key_exchange_group()
+            .map(|g| g.name()),
+        Some(rustls::NamedGroup::X25519)
+    );
+}
+
+#[test]
 fn no_sni_and_no_alpn() {
     let ca = make_ca("test CA");
     let server = server_with(&ca, ClientAuth::None);

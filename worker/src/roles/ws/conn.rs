@@ -52,13 +52,17 @@
 //!   to the inflated text. Corrupt DEFLATE data fails with [`PmdError::close_code`]
 //!   (1007, see `deflate.rs`). A step whose input inflates to nothing delivers nothing
 //!   (except the message's last chunk, so `last` is always reported).
-//! - Sending (RFC 7692 6.1 lets every message choose): a whole message
-//!   ([`WsConn::send`], or [`WsConn::send_frame`] with `fin` and not `continuation`) of
-//!   at least [`MIN_COMPRESS_LEN`] bytes is compressed and sent as one frame with RSV1.
-//!   Messages sent as fragments go uncompressed: compressing them would need the whole
-//!   message or a compressor held across calls. [`SharedFrame`]s go uncompressed too,
-//!   so a broadcast is still encoded once and sent as the same bytes to every
-//!   connection; compressing per connection would cost a deflate per recipient.
+//! - Sending (RFC 7692 6.1 lets every message choose; lwsd compresses them all): every
+//!   data message is compressed and its first frame carries RSV1. libwebsockets (4.1.6)
+//!   compresses every message once deflate is agreed and its client cannot take an
+//!   uncompressed one then (its receive loop spins; `tests/lws_interop.rs`), and a
+//!   tiny message costs little (`bench/RESULTS.md`, "permessage-deflate on tiny
+//!   messages"). A whole message ([`WsConn::send`]) becomes one frame; a fragmented one
+//!   ([`WsConn::send_frame`]) is compressed fragment by fragment, each ended by a sync
+//!   flush so it leaves at once. A [`SharedFrame`] goes as its compressed encoding,
+//!   made once without context and shared by every deflate connection, so a broadcast
+//!   still costs one deflate, not one per recipient (the connection's own compressor
+//!   then forgets its history, which the peer's window no longer matches).
 //! - Idle memory: [`WsConn::release_idle_memory`] frees the inflate buffer and the
 //!   streams that carry no context between messages (no context takeover), for the
 //!   service loop to call from its idle timer.
@@ -109,14 +113,6 @@ pub const MAX_INFLATE_INPUT_STEP: usize = 4096;
 /// message does not pin megabytes to an idle connection; 64 KiB holds the output of a
 /// typical step with room to spare.
 pub const INFLATE_BUF_KEEP: usize = 64 << 10;
-/// Whole messages shorter than this are sent uncompressed. Measured
-/// (`pmd_tests.rs` `measure_compression`, release, text-like messages, level 1): with no
-/// context takeover DEFLATE makes 4..24-byte messages *bigger* (1.55..1.00 of raw) and
-/// 32 bytes 0.92, at ~1.3 µs each (the stream reset dominates); with context takeover
-/// 16 bytes shrink to 0.45 of raw at ~180 ns, but that saves under 20 bytes, less than
-/// the TCP/IP headers of the packet carrying them. From 32 bytes up the saving grows
-/// with the size (0.32 at 32 bytes, 0.21 at 512 with context takeover).
-pub const MIN_COMPRESS_LEN: usize = 32;
 
 /// RFC 7692 6.1 / RFC 6455 5.2: RSV1 is meaningful only on a message's first frame.
 const RSV1_CONTINUATION: WsError = WsError {
@@ -1092,10 +1088,9 @@ impl WsConn {
     /// it once to mask it (section 5.3). Text payloads are sent as given: the caller
     /// is responsible for their UTF-8 validity.
     ///
-    /// With permessage-deflate on, a whole message (`fin` and not `continuation`) of at
-    /// least [`MIN_COMPRESS_LEN`] bytes is compressed into one buffer (header room in
-    /// front, so header and payload leave as one piece) and sent with RSV1 (RFC 7692
-    /// 6.1); fragments go uncompressed (see the module docs).
+    /// With permessage-deflate on, every frame's payload is compressed into one buffer
+    /// (header room in front, so header and payload leave as one piece), RSV1 on the
+    /// message's first frame (RFC 7692 6.1; see the module docs).
     pub fn send_frame(
         &mut self,
         kind: DataKind,
@@ -1136,8 +1131,10 @@ impl WsConn {
             (true, None) => return Err(UsageError::NoMessageInProgress),
         };
         self.tx_msg = if fin { None } else { Some(kind) };
-        if fin && !continuation && payload.len() >= MIN_COMPRESS_LEN && self.deflate.is_some() {
-            self.send_compressed(op, &payload, tx);
+        if self.deflate.is_some() {
+            // RSV1 on the first frame only (RFC 7692 6.1, RFC 6455 5.2).
+            let rsv = if continuation { 0 } else { RSV1 };
+            self.send_compressed(op, fin, rsv, &payload, tx);
             return Ok(());
         }
         match self.next_mask() {
@@ -1160,14 +1157,18 @@ impl WsConn {
         Ok(())
     }
 
-    /// Compress `payload` as one whole message and queue it as one frame with RSV1
-    /// (RFC 7692 6.1, 7.2.1). The DEFLATE output is written after [`MAX_HEADER_LEN`]
-    /// bytes of room, the header is written into the end of that room and the buffer is
-    /// sliced from there, so the compressed bytes are never copied (`Bytes` adds its
-    /// small shared header because the buffer's length differs from its capacity).
+    /// Compress `payload` (a whole message, or with `fin` unset or `op` continuation a
+    /// fragment of one) and queue it as one frame with `rsv` (RSV1 on a message's first
+    /// frame; RFC 7692 6.1, 7.2.1). The DEFLATE output is written after
+    /// [`MAX_HEADER_LEN`] bytes of room, the header is written into the end of that
+    /// room and the buffer is sliced from there, so the compressed bytes are never
+    /// copied (`Bytes` adds its small shared header because the buffer's length differs
+    /// from its capacity).
     fn send_compressed<O: Extend<Bytes>>(
         &mut self,
         op: Opcode,
+        fin: bool,
+        rsv: u8,
         payload: &[u8],
         tx: &mut Tx<'_, O>,
     ) {
@@ -1178,9 +1179,13 @@ impl WsConn {
         // Pmd::compress reserves `len + 64` more; ask for it all at once.
         let mut buf = Vec::with_capacity(MAX_HEADER_LEN + payload.len() + 64);
         buf.resize(MAX_HEADER_LEN, 0);
-        d.pmd.compress(payload, &mut buf);
+        if fin && op != Opcode::Continuation {
+            d.pmd.compress(payload, &mut buf);
+        } else {
+            d.pmd.compress_fragment(payload, fin, &mut buf);
+        }
         let clen = buf.len() - MAX_HEADER_LEN;
-        let h = encode_header(true, RSV1, op, mask, clen as u64);
+        let h = encode_header(fin, rsv, op, mask, clen as u64);
         let hstart = MAX_HEADER_LEN - h.len();
         buf[hstart..MAX_HEADER_LEN].copy_from_slice(&h);
         if let Some(m) = mask {
@@ -1195,8 +1200,10 @@ impl WsConn {
     }
 
     /// Queue a frame encoded once for many connections (server side only). It is sent
-    /// as encoded, uncompressed even when permessage-deflate is on (RFC 7692 6.1 lets
-    /// each message choose), so a broadcast stays one encoding shared by all.
+    /// as encoded; with permessage-deflate on, as its compressed encoding
+    /// ([`SharedFrame::deflated`], made once and shared by every such connection), or,
+    /// when the message is longer than the window this connection's compressor may use,
+    /// compressed by that compressor.
     pub fn send_shared(&mut self, f: &SharedFrame) -> Result<(), UsageError> {
         self.with_queue(|this, tx| this.send_shared_into(f, tx.out))
     }
@@ -1217,6 +1224,18 @@ impl WsConn {
             return Err(UsageError::MessageInProgress);
         }
         let mut tx = Tx { out, queued: 0 };
+        if let Some(d) = self.deflate.as_deref_mut() {
+            if f.payload.len() <= 1 << d.pmd.tx_window_bits() {
+                // Its back-references stay within the message (RFC 7692 7.2.3.2),
+                // inside the negotiated window (7.1.2.1).
+                tx.emit(f.deflated().clone());
+                d.pmd.foreign_message_sent();
+            } else {
+                let op = f.kind().opcode();
+                self.send_compressed(op, true, RSV1, &f.payload, &mut tx);
+            }
+            return Ok(());
+        }
         tx.emit(f.header.clone());
         if !f.payload.is_empty() {
             tx.emit(f.payload.clone());

@@ -28,6 +28,8 @@
 //! Hand-written: the protocol crates (tungstenite) own the buffers and copy payloads
 //! into their own frames, which is what lwsd must avoid.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
 use super::{UsageError, WsError};
@@ -360,10 +362,16 @@ pub fn encode_close(
 /// A complete unmasked data frame encoded once and sent to many connections: server
 /// frames are not masked (section 5.1), so every recipient gets the same bytes and a
 /// clone is two reference-count increments.
+///
+/// For connections with permessage-deflate the message is also compressed, once, on
+/// first use ([`SharedFrame::deflated`]), and that encoding is shared the same way.
 #[derive(Clone, Debug)]
 pub struct SharedFrame {
     pub header: Bytes,
     pub payload: Bytes,
+    kind: DataKind,
+    /// The frame compressed without context (RFC 7692), made on first use.
+    deflated: OnceLock<Bytes>,
 }
 
 impl SharedFrame {
@@ -372,10 +380,35 @@ impl SharedFrame {
         SharedFrame {
             header: encode_data(kind, true, false, &payload),
             payload,
+            kind,
+            deflated: OnceLock::new(),
         }
     }
 
-    /// Total bytes on the wire.
+    /// The whole frame (header with RSV1, then the DEFLATE data) for permessage-deflate
+    /// connections (RFC 7692 6.1, 7.2.1), compressed on the first call and kept: the
+    /// data is [`compress_standalone`](super::deflate::compress_standalone)'s, which
+    /// any receiver decodes whatever it received before, so one encoding serves every
+    /// connection whose window is at least [`payload`](Self::payload)'s length.
+    pub fn deflated(&self) -> &Bytes {
+        self.deflated.get_or_init(|| {
+            let mut buf = Vec::with_capacity(MAX_HEADER_LEN + self.payload.len() + 64);
+            buf.resize(MAX_HEADER_LEN, 0);
+            super::deflate::compress_standalone(&self.payload, &mut buf);
+            let clen = (buf.len() - MAX_HEADER_LEN) as u64;
+            let h = encode_header(true, RSV1, self.kind.opcode(), None, clen);
+            let hstart = MAX_HEADER_LEN - h.len();
+            buf[hstart..MAX_HEADER_LEN].copy_from_slice(&h);
+            Bytes::from(buf).slice(hstart..)
+        })
+    }
+
+    /// The message's kind.
+    pub fn kind(&self) -> DataKind {
+        self.kind
+    }
+
+    /// Total bytes on the wire (uncompressed).
     pub fn wire_len(&self) -> usize {
         self.header.len() + self.payload.len()
     }

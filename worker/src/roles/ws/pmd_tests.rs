@@ -8,7 +8,7 @@ use std::num::NonZeroU64;
 
 use bytes::Bytes;
 
-use super::conn::{INFLATE_BUF_KEEP, MAX_INFLATE_INPUT_STEP, MAX_QUEUED_OUTPUT, MIN_COMPRESS_LEN};
+use super::conn::{INFLATE_BUF_KEEP, MAX_INFLATE_INPUT_STEP, MAX_QUEUED_OUTPUT};
 use super::deflate::{
     Pmd, PmdParams, PmdPolicy, Side as PSide, client_accept, client_offer, negotiate_server,
 };
@@ -111,11 +111,6 @@ fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
-/// First byte of each frame the connection queued (header bytes of `send` output).
-fn first_header_byte(c: &mut WsConn) -> u8 {
-    c.poll_transmit().expect("a frame")[0]
-}
-
 // ------------------------------------------------------------------ round trips
 
 /// Messages both ways, with and without context takeover on either side, every
@@ -159,8 +154,7 @@ fn compressed_round_trips_all_parameters() {
                     .send(DataKind::Text, Bytes::from(msg.clone()))
                     .unwrap();
                 let wire = output(&mut server);
-                let rsv1 = wire[0] & RSV1 != 0;
-                assert_eq!(rsv1, msg.len() >= MIN_COMPRESS_LEN, "{tag} {len}");
+                assert_ne!(wire[0] & RSV1, 0, "{tag} {len}: every message compressed");
                 if msg.len() >= 200 {
                     assert!(
                         wire.len() < msg.len(),
@@ -537,30 +531,66 @@ fn corrupt_deflate_data_fails() {
 
 // ------------------------------------------------------------------ sending
 
-/// Fragments and shared frames go out uncompressed (per-message choice, RFC 7692
-/// 6.1); whole messages compress, and a client masks the compressed bytes.
+/// Every message goes out compressed (libwebsockets' client takes nothing else once
+/// deflate is agreed, `tests/lws_interop.rs`): RSV1 on the first frame of whole,
+/// fragmented, shared and one-byte messages, none on continuations (RFC 7692 6.1); a
+/// client masks the compressed bytes; everything decodes.
 #[test]
 fn what_is_compressed_on_send() {
     let (mut client, mut server) = pair();
     let long = "a message long enough to be worth compressing, a message".repeat(4);
+    // A fragmented message: RSV1 on the first frame only, each fragment decodable as
+    // it arrives (sync flush).
     server
         .send_frame(DataKind::Text, false, false, Bytes::from(long.clone()))
         .unwrap();
-    assert_eq!(first_header_byte(&mut server) & RSV1, 0);
-    output(&mut server);
+    let first = output(&mut server);
+    assert_eq!(first[0], 0x41, "RSV1, text, no FIN");
+    let evs = run(&mut client, &[&first]);
+    let got: usize = evs
+        .iter()
+        .map(|e| match e {
+            Ev::Data { payload, .. } => payload.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        got,
+        long.len(),
+        "the first fragment inflates at once: {evs:?}"
+    );
+    server
+        .send_frame(DataKind::Text, true, false, Bytes::from_static(b""))
+        .unwrap();
     server
         .send_frame(DataKind::Text, true, true, Bytes::from(long.clone()))
         .unwrap();
-    assert_eq!(first_header_byte(&mut server) & RSV1, 0);
-    output(&mut server);
+    let rest = output(&mut server);
+    assert_eq!(rest[0], 0x00, "continuation: no RSV1, no FIN");
+    let mut evs2 = evs;
+    evs2.extend(run(&mut client, &[&rest]));
+    assert_eq!(
+        normalize(&evs2),
+        vec![whole(long.repeat(2).as_bytes(), false)]
+    );
+    // A shared frame: its compressed encoding, the same bytes for every connection.
     let shared = SharedFrame::new(DataKind::Text, Bytes::from(long.clone()));
     server.send_shared(&shared).unwrap();
     let wire = output(&mut server);
-    assert_eq!(wire[0], 0x81);
+    assert_eq!(wire[0], 0xc1);
+    assert!(wire.len() < long.len());
+    assert_eq!(&wire[..], &shared.deflated()[..]);
+    let mut other = pmd_server(1 << 20);
+    other.send_shared(&shared).unwrap();
+    assert_eq!(output(&mut other), wire);
     assert_eq!(
         normalize(&run(&mut client, &[&wire])),
         vec![whole(long.as_bytes(), false)]
     );
+    // Without deflate the shared frame goes as encoded.
+    let mut plain = WsConn::server(cfg(1 << 20), 0);
+    plain.send_shared(&shared).unwrap();
+    assert_eq!(output(&mut plain)[0], 0x81);
     server
         .send(DataKind::Binary, Bytes::from(long.clone()))
         .unwrap();
@@ -581,11 +611,54 @@ fn what_is_compressed_on_send() {
         normalize(&run(&mut server, &[&wire])),
         vec![whole(long.as_bytes(), false)]
     );
-    // Messages under MIN_COMPRESS_LEN go out as they are.
-    server
-        .send(DataKind::Text, Bytes::from_static(b"short"))
-        .unwrap();
-    assert_eq!(output(&mut server), b"\x81\x05short");
+    // Tiny and empty messages too (a 1-byte message: 3 bytes of DEFLATE data).
+    for m in [&b"7"[..], b"short", b""] {
+        server
+            .send(DataKind::Text, Bytes::copy_from_slice(m))
+            .unwrap();
+        let wire = output(&mut server);
+        assert_eq!(wire[0], 0xc1, "{m:?}");
+        assert_eq!(
+            normalize(&run(&mut client, &[&wire])),
+            vec![whole(m, false)]
+        );
+    }
+}
+
+/// Shared frames between a connection's own compressed messages, with context
+/// takeover: the shared encoding is made without context, and the connection's
+/// compressor forgets its history after one (else its back-references would land in
+/// the shared message in the peer's window: RFC 7692 7.2.3.2). A shared message longer
+/// than the connection's window is compressed by the connection itself. Every window.
+#[test]
+fn shared_frames_between_own_messages_with_context_takeover() {
+    let mut rng = Rng(77);
+    for bits in 9..=15u8 {
+        let offer = PmdParams {
+            server_max_window_bits: bits,
+            ..PmdParams::default()
+        };
+        let (mut client, mut server, params) = pair_with(&offer, &PmdPolicy::default(), 16 << 20);
+        assert!(!params.server_no_context_takeover);
+        let own = chatter(&mut rng, 300);
+        let mut sent = Vec::new();
+        for i in 0..6 {
+            // The same text again and again: with context it compresses to a reference
+            // to the previous copy, which must not be the shared message's bytes.
+            server
+                .send(DataKind::Text, Bytes::from(own.clone()))
+                .unwrap();
+            sent.push(whole(&own, false));
+            let len = [10, 300, 511, 512, 513, 3000][i];
+            let s = chatter(&mut rng, len);
+            server
+                .send_shared(&SharedFrame::new(DataKind::Text, Bytes::from(s.clone())))
+                .unwrap();
+            sent.push(whole(&s, false));
+        }
+        let evs = pump(&mut server, &mut client, &mut rng, 700);
+        assert_eq!(normalize(&evs), sent, "bits {bits}");
+    }
 }
 
 /// After our Close, compressed data from the peer is dropped unread; its Close is still
@@ -670,9 +743,10 @@ fn release_idle_memory_follows_context_takeover() {
 
 // ------------------------------------------------------------------ randomized
 
-/// Fraggle with compression: random messages, whole (compressed when long enough) or
-/// fragmented (uncompressed), pings between, random read sizes, both directions; the
-/// messages arrive intact and in order. Half of the rounds without context takeover.
+/// Fraggle with compression: random messages, whole or fragmented (both compressed)
+/// or, from the server, shared frames, pings between, random read sizes, both
+/// directions; the messages arrive intact and in order. Half of the rounds without
+/// context takeover.
 #[test]
 fn fraggle_compressed_both_ways() {
     let mut rng = Rng(0xfade_d00d);
@@ -722,6 +796,9 @@ fn fraggle_compressed_both_ways() {
                         tx.send_frame(kind, i > 0, last, piece).unwrap();
                         at = c;
                     }
+                } else if dir == 1 && rng.below(3) == 0 {
+                    let f = SharedFrame::new(kind, Bytes::from(data.clone()));
+                    tx.send_shared(&f).unwrap();
                 } else {
                     tx.send(kind, Bytes::from(data.clone())).unwrap();
                 }
@@ -821,7 +898,7 @@ fn zeros_deflated(n: usize) -> Vec<u8> {
     out
 }
 
-/// Compression figures for small messages, to choose MIN_COMPRESS_LEN (run with
+/// Compression figures for small messages (they are all compressed; run with
 /// `cargo test --release -p lwsd-worker measure_compression -- --ignored --nocapture`).
 #[test]
 #[ignore]

@@ -385,7 +385,8 @@ fn release_idle_keeps_context_and_partial_messages() {
     };
     let mut p = Pmd::new(Side::Server, &nct);
     let mut c = Vec::new();
-    p.compress(b"Hello", &mut c);
+    // Long enough to go through zlib (shorter ones are literal blocks, no compressor).
+    p.compress(&[b'a'; LITERAL_BLOCK_BELOW], &mut c);
     let mut out = Vec::new();
     p.decompress(&HELLO[..3], false, &mut out, UNLIMITED)
         .unwrap();
@@ -764,4 +765,92 @@ fn client_and_server_agree() {
             round_trip(&server_params, 5, 4, 5000, false);
         }
     }
+}
+
+// ---- literal blocks and context-free messages (every message is compressed) ----
+
+/// The literal-only block is exactly RFC 7692 7.2.3.1's "Hello" (zlib's choice too).
+#[test]
+fn literal_block_is_the_rfc_hello() {
+    let mut out = Vec::new();
+    encode_literals(b"Hello", &mut out);
+    assert_eq!(out, HELLO);
+    let mut out = Vec::new();
+    compress_standalone(b"Hello", &mut out);
+    assert_eq!(out, HELLO);
+}
+
+/// Literal blocks of every byte value and every length below the threshold inflate
+/// back, at a fresh receiver and at one with history in its window; a receiver
+/// decodes a run of them (and zlib messages between) as one stream.
+#[test]
+fn literal_blocks_round_trip_every_byte() {
+    let mut rng = Rng(42);
+    let mut warm = server();
+    let mut z = Vec::new();
+    server().compress(&[b'x'; 3000], &mut z);
+    inflate_one(&mut warm, &z).unwrap();
+    let all: Vec<u8> = (0..=255u8).collect();
+    for len in 1..LITERAL_BLOCK_BELOW {
+        for chunk in all.chunks(len) {
+            let mut out = Vec::new();
+            encode_literals(chunk, &mut out);
+            let ascii = chunk.iter().filter(|&&b| b < 144).count();
+            // 3 + 8/9 bits per byte + 7 + 3, rounded up to bytes.
+            let bits = 13 + 8 * ascii + 9 * (chunk.len() - ascii);
+            assert_eq!(out.len(), bits.div_ceil(8), "{chunk:?}");
+            assert_eq!(inflate_one(&mut server(), &out).unwrap(), chunk);
+            assert_eq!(inflate_one(&mut warm, &out).unwrap(), chunk);
+        }
+        let m = rng.message(len);
+        let mut out = Vec::new();
+        compress_standalone(&m, &mut out);
+        assert_eq!(inflate_one(&mut warm, &out).unwrap(), m);
+    }
+}
+
+/// compress_standalone output decodes at receivers with any history and, up to its
+/// length, any window; lengths around the literal-block threshold and large ones.
+#[test]
+fn standalone_messages_decode_anywhere() {
+    let mut rng = Rng(7);
+    for bits in 9..=15u8 {
+        let params = PmdParams {
+            server_max_window_bits: bits,
+            ..PmdParams::default()
+        };
+        let mut rx = Pmd::new(Side::Client, &params);
+        for len in [1, 31, 32, 33, 100, 511, 512, 4000, 40_000] {
+            if len > 1 << bits {
+                continue;
+            }
+            let m = rng.message(len);
+            let mut out = Vec::new();
+            compress_standalone(&m, &mut out);
+            assert_eq!(
+                inflate_one(&mut rx, &out).unwrap(),
+                m,
+                "bits {bits} len {len}"
+            );
+        }
+    }
+}
+
+/// With no context takeover a short message is a literal block and the compressor is
+/// never allocated; a long one goes through zlib.
+#[test]
+fn no_context_takeover_short_messages_skip_zlib() {
+    let params = PmdParams {
+        server_no_context_takeover: true,
+        ..PmdParams::default()
+    };
+    let mut p = Pmd::new(Side::Server, &params);
+    let mut out = Vec::new();
+    p.compress(b"42", &mut out);
+    assert!(!p.has_compressor());
+    assert_eq!(inflate_one(&mut server(), &out).unwrap(), b"42");
+    out.clear();
+    p.compress(&[b'a'; LITERAL_BLOCK_BELOW], &mut out);
+    assert!(p.has_compressor());
+    assert!(out.len() < 10);
 }

@@ -1,5 +1,6 @@
-//! The WebSocket server role: the sans-IO [`WsConn`] state machine joined to the
-//! protocol the handshake chose, driven by the service loop.
+//! The WebSocket session: the sans-IO [`WsConn`] state machine joined to the protocol
+//! the handshake chose, over a [`Stream`](super::Stream)'s data (an HTTP/1.1 connection
+//! after the upgrade; an HTTP/2 stream by RFC 8441).
 //!
 //! Received data goes to [`Protocol::receive`] as it arrives (pieces of messages with
 //! [`FrameInfo`], lws style). Writes happen only in [`Protocol::writeable`], called by the
@@ -14,10 +15,10 @@
 
 use std::any::Any;
 
+use super::{Next, SessionCx, SessionId, StreamExtend};
 use crate::App;
-use crate::api::{Close, Conn, ConnAction, ConnFlags, ConnId, FrameInfo, Vhost};
+use crate::api::{Close, Conn, ConnAction, ConnFlags, FrameInfo, Vhost};
 use crate::roles::ws::conn::{Action, Event, WsConn, WsState};
-use crate::service::{Cx, Flow, Role};
 
 /// Queued output above which a WebSocket connection stops consuming input until it
 /// drains (control-frame replies to a peer that does not read).
@@ -25,16 +26,16 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 
 /// One WebSocket connection bound to its protocol: 120 bytes, and no heap of its own
 /// while idle (the protocol's session is the one other allocation).
-pub struct WsRole {
+pub struct WsSession {
     ws: WsConn,
     session: Option<Box<dyn Any>>,
     flags: ConnFlags,
     proto: u16,
 }
 
-impl WsRole {
-    pub fn new(ws: WsConn, proto: u16) -> WsRole {
-        WsRole {
+impl WsSession {
+    pub fn new(ws: WsConn, proto: u16) -> WsSession {
+        WsSession {
             ws,
             proto,
             session: None,
@@ -45,7 +46,7 @@ impl WsRole {
     /// Runs `f` with the protocol instance, a [`Conn`] handle and the session.
     fn callback<R>(
         &mut self,
-        cx: &mut Cx<'_>,
+        cx: &mut SessionCx<'_>,
         writeable: bool,
         f: impl FnOnce(&mut dyn crate::api::DynProtocol, &mut Conn<'_>, &mut dyn Any) -> R,
     ) -> Option<R> {
@@ -55,9 +56,9 @@ impl WsRole {
         self.flags.in_writeable = writeable;
         self.flags.wrote = false;
         let mut conn = Conn {
-            id: cx.id,
+            id: cx.id.conn,
             ws: if writeable { Some(&mut self.ws) } else { None },
-            out: cx.out,
+            out: &mut *cx.stream,
             flags: &mut self.flags,
             vhost: Vhost {
                 shared: &mut app.plugin,
@@ -71,7 +72,7 @@ impl WsRole {
         Some(r)
     }
 
-    fn establish(&mut self, cx: &mut Cx<'_>) -> Option<Flow> {
+    fn establish(&mut self, cx: &mut SessionCx<'_>) -> Option<Next> {
         self.flags.established = true;
         let app = &mut *cx.app;
         let Some(proto) = app
@@ -83,9 +84,9 @@ impl WsRole {
             return Some(self.fail(cx, Close::INTERNAL));
         };
         let mut conn = Conn {
-            id: cx.id,
+            id: cx.id.conn,
             ws: None,
-            out: cx.out,
+            out: &mut *cx.stream,
             flags: &mut self.flags,
             vhost: Vhost {
                 shared: &mut app.plugin,
@@ -104,29 +105,39 @@ impl WsRole {
     }
 
     /// Starts the close handshake with `c` (or, if it is already under way, waits).
-    fn fail(&mut self, cx: &mut Cx<'_>, c: Close) -> Flow {
-        let _ = self.ws.close_into(c.code, c.reason, cx.now_ms, cx.out);
+    fn fail(&mut self, cx: &mut SessionCx<'_>, c: Close) -> Next {
+        let _ = self.ws.close_into(
+            c.code,
+            c.reason,
+            cx.now_ms,
+            &mut StreamExtend(&mut *cx.stream),
+        );
         self.after(cx)
     }
 
     /// After any event: apply a requested close, move output, set the timer, and say
     /// whether the connection is finished.
-    fn after(&mut self, cx: &mut Cx<'_>) -> Flow {
+    fn after(&mut self, cx: &mut SessionCx<'_>) -> Next {
         if let Some(c) = self.flags.close.take() {
-            let _ = self.ws.close_into(c.code, c.reason, cx.now_ms, cx.out);
+            let _ = self.ws.close_into(
+                c.code,
+                c.reason,
+                cx.now_ms,
+                &mut StreamExtend(&mut *cx.stream),
+            );
         }
         *cx.deadline = self.ws.next_deadline().unwrap_or(u64::MAX);
         if self.ws.state() == WsState::Closed {
             // The closing handshake is over (or the peer failed it): the server closes
             // the TCP connection first (RFC 6455 7.1.1).
-            return Flow::CloseAfterFlush { linger: false };
+            return Next::Close { linger: false };
         }
-        Flow::Continue
+        Next::Continue
     }
 }
 
-impl Role for WsRole {
-    fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
+impl WsSession {
+    pub fn on_data(&mut self, cx: &mut SessionCx<'_>, data: &mut [u8]) -> (usize, Next) {
         if !self.flags.established
             && let Some(flow) = self.establish(cx)
         {
@@ -137,17 +148,21 @@ impl Role for WsRole {
             && self.ws.state() == WsState::Open
         {
             // The loop keeps the bytes and feeds them again after `writeable`.
-            return (0, Flow::Continue);
+            return (0, Next::Continue);
         }
         self.flags.answer_pending = false;
         let mut pos = 0;
-        while pos < data.len() && self.wants_input() && cx.out.len() < OUT_HIGH_WATER {
-            let prog = match self.ws.process_into(&mut data[pos..], cx.now_ms, cx.out) {
+        while pos < data.len() && self.wants_input() && cx.stream.queued() < OUT_HIGH_WATER {
+            let prog = match self.ws.process_into(
+                &mut data[pos..],
+                cx.now_ms,
+                &mut StreamExtend(&mut *cx.stream),
+            ) {
                 Ok(p) => p,
                 Err(_) => {
                     // A protocol error: the close frame (1002/1007/1009) is queued and the
                     // state is Closed. Nothing more is read.
-                    return (data.len(), Flow::CloseAfterFlush { linger: true });
+                    return (data.len(), Next::Close { linger: true });
                 }
             };
             pos += prog.consumed;
@@ -181,9 +196,9 @@ impl Role for WsRole {
                 break;
             };
             let mut conn = Conn {
-                id: cx.id,
+                id: cx.id.conn,
                 ws: None,
-                out: cx.out,
+                out: &mut *cx.stream,
                 flags: &mut self.flags,
                 vhost: Vhost {
                     shared: &mut app.plugin,
@@ -206,13 +221,13 @@ impl Role for WsRole {
             }
         }
         let flow = self.after(cx);
-        if matches!(flow, Flow::CloseAfterFlush { .. }) {
+        if matches!(flow, Next::Close { .. }) {
             return (data.len(), flow);
         }
         (pos, flow)
     }
 
-    fn on_sent(&mut self, cx: &mut Cx<'_>) -> Flow {
+    pub fn on_sent(&mut self, cx: &mut SessionCx<'_>) -> Next {
         // Everything queued went out: a compressing connection without context takeover
         // frees its zlib streams (~300-400 KiB) until its next compressed message.
         if self.ws.compression().is_some() {
@@ -221,40 +236,43 @@ impl Role for WsRole {
         self.after(cx)
     }
 
-    fn on_timer(&mut self, cx: &mut Cx<'_>) -> Flow {
-        match self.ws.on_timer_into(cx.now_ms, cx.out) {
-            Action::Hangup => Flow::Abort,
+    pub fn on_timer(&mut self, cx: &mut SessionCx<'_>) -> Next {
+        match self
+            .ws
+            .on_timer_into(cx.now_ms, &mut StreamExtend(&mut *cx.stream))
+        {
+            Action::Hangup => Next::Abort,
             Action::Write | Action::Idle => self.after(cx),
         }
     }
 
-    fn on_drain(&mut self, cx: &mut Cx<'_>) -> Flow {
+    pub fn on_drain(&mut self, cx: &mut SessionCx<'_>) -> Next {
         // 1001: the server is going away (RFC 6455 7.4.1).
         self.fail(cx, Close::new(1001, "server shutting down"))
     }
 
-    fn on_peer_eof(&mut self, _cx: &mut Cx<'_>) -> Flow {
+    pub fn on_peer_eof(&mut self) -> Next {
         // A TCP close without a close frame: 1006 for the protocol (nothing to send).
-        Flow::Abort
+        Next::Abort
     }
 
-    fn wants_input(&self) -> bool {
+    pub fn wants_input(&self) -> bool {
         !self.flags.rx_disabled
     }
 
-    fn wants_writeable(&self) -> bool {
+    pub fn wants_writeable(&self) -> bool {
         self.flags.want_writeable && self.ws.state() == WsState::Open
     }
 
-    fn request_writeable(&mut self) {
+    pub fn request_writeable(&mut self) {
         self.flags.want_writeable = true;
     }
 
-    fn protocol(&self) -> Option<u16> {
+    pub fn protocol(&self) -> Option<u16> {
         Some(self.proto)
     }
 
-    fn on_writeable(&mut self, cx: &mut Cx<'_>) -> Flow {
+    pub fn on_writeable(&mut self, cx: &mut SessionCx<'_>) -> Next {
         self.flags.want_writeable = false;
         self.flags.answer_pending = false;
         let r = self.callback(cx, true, |p, conn, s| p.writeable(conn, s));
@@ -267,7 +285,7 @@ impl Role for WsRole {
         self.after(cx)
     }
 
-    fn on_action(&mut self, cx: &mut Cx<'_>, action: ConnAction) -> Flow {
+    pub fn on_action(&mut self, cx: &mut SessionCx<'_>, action: ConnAction) -> Next {
         match action {
             ConnAction::Writeable => self.flags.want_writeable = true,
             ConnAction::RxFlow(enable) => self.flags.rx_disabled = !enable,
@@ -276,7 +294,7 @@ impl Role for WsRole {
         self.after(cx)
     }
 
-    fn on_closed(&mut self, app: &mut App, id: ConnId) {
+    pub fn on_closed(&mut self, app: &mut App, id: SessionId) {
         if let Some(session) = self.session.take() {
             app.stats.wire.ws_conns = app.stats.wire.ws_conns.saturating_sub(1);
             if let Some(proto) = app
@@ -289,7 +307,7 @@ impl Role for WsRole {
                     shared: &mut app.plugin,
                     protocol: self.proto,
                 };
-                proto.closed(&mut vh, id, session);
+                proto.closed(&mut vh, id.conn, session);
             }
         }
     }
