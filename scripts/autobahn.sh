@@ -10,8 +10,8 @@
 #              compared against the golden file's core part only
 #   --port N   port for lwsd (default 9001; must be free)
 #   --timeout S  hard bound on the fuzzingclient's run (default 2400 s: the full suite
-#              takes ~11 min over ws:// and ~14 over wss:// on an idle 2-core machine,
-#              and half as long again on a busy one)
+#              takes ~11 min over ws:// on an idle 2-core machine; over wss:// it took
+#              22 min on a busy one, past run-fuzzingclient's own 1200 s default)
 #   --update   write the summary as the new golden file instead of diffing (full only)
 # Env: AUTOBAHN_TOOLS (default ../shared/tools/autobahn from the repo root, or two
 #      levels up for a git worktree, or beside the repository a local clone came
