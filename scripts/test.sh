@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lwsd's whole test suite: formatting, lints, unit and end-to-end tests against the real
-# binary, the demo page in headless Chromium, and the Autobahn WebSocket testsuite.
+# binary, the demo page in headless Chromium (over http and https), and the Autobahn
+# WebSocket testsuite (over ws:// and wss://).
 # Installs missing test tools first (scripts/install-deps.sh). `--quick` runs the
 # Autobahn cases without compression only (301 cases instead of 517).
 set -euo pipefail
@@ -25,3 +26,4 @@ for f in worker/fuzz shared-proto/fuzz; do cargo check --manifest-path "$f/Cargo
 echo "== release build"; cargo build --release -p lwsd -p lwsd-load
 echo "== browser"; bash scripts/browser-test.sh target/release/lwsd
 echo "== autobahn"; bash scripts/autobahn.sh $QUICK target/release/lwsd
+echo "== autobahn over TLS"; bash scripts/autobahn.sh --tls $QUICK target/release/lwsd

@@ -466,6 +466,12 @@ async def run(args) -> list[str]:
                 ok(f"page {url} loaded over {transport}")
                 if args.expect_transport and transport != args.expect_transport:
                     raise Failure(f"page A loaded over {transport!r}, expected {args.expect_transport!r}")
+                if args.expect_ws_scheme:
+                    for p in (a, b):
+                        base = await p.eval("lwsdDemo.wsBase")
+                        if not base.startswith(args.expect_ws_scheme + "://"):
+                            raise Failure(f"page {p.name}: WebSockets go to {base!r}, expected {args.expect_ws_scheme}://")
+                    ok(f"the pages' WebSockets use {base}")
                 ok(await check_counter(a))
                 ok(await check_mirror(a, b))
                 ok(await check_status(a, b, args.expect_different_workers))
@@ -502,6 +508,7 @@ def main() -> int:
     ap.add_argument("--expect-form", action="store_true", help="also submit the urlencoded /formtest form on B")
     ap.add_argument("--expect-transport", help="require the page's transport, e.g. h2 or http/1.1")
     ap.add_argument("--insecure", action="store_true", help="accept self-signed certificates (https)")
+    ap.add_argument("--expect-ws-scheme", help="require the pages' WebSocket URLs to use this scheme, e.g. wss")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium", help="browser binary")
     ap.add_argument("--timeout", type=float, default=90.0, help="overall limit in seconds")
     args = ap.parse_args()

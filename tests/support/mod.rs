@@ -581,3 +581,25 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+/// The local (client) port of process `pid`'s TCP connection to `server_port`, found by
+/// matching its fds' socket inodes against /proc/net/tcp{,6} (for a client program such
+/// as `openssl s_client`, whose port the test does not choose). `None` while it has no
+/// established connection there.
+pub fn client_port_of(pid: u32, server_port: u16) -> Option<u16> {
+    let mine: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    // State 1: ESTABLISHED.
+    tcp_sockets()
+        .into_iter()
+        .find(|r| {
+            r.remote_port == server_port
+                && r.state == 1
+                && mine.contains(&format!("socket:[{}]", r.inode))
+        })
+        .map(|r| r.local_port)
+}

@@ -18,14 +18,17 @@ Two clients:
   5.2, RFC 7692 6.1), corrupt DEFLATE data -> 1007, a deflate bomb inflating past the
   16 MiB message limit -> 1009 (RFC 6455 7.4.1).
 
-Usage: deflate.py PORT. Exit 0 when every check passes.
-Run by tests/ws.rs (python_websockets_permessage_deflate).
+Usage: deflate.py PORT [wss]. Exit 0 when every check passes.
+`wss`: over TLS (lwsd -s; its self-signed certificate is not verified).
+Run by tests/ws.rs (python_websockets_permessage_deflate) and, with `wss`, by
+tests/tls_serving.rs (python_websockets_echo_and_deflate_over_wss).
 """
 import base64
 import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 import zlib
@@ -37,7 +40,9 @@ from websockets.extensions.permessage_deflate import (
 from websockets.sync.client import connect
 
 PORT = int(sys.argv[1])
-URI = f"ws://127.0.0.1:{PORT}/"
+TLS = sys.argv[2:] == ["wss"]
+URI = f"{'wss' if TLS else 'ws'}://127.0.0.1:{PORT}/"
+SSL = ssl._create_unverified_context() if TLS else None
 TIMEOUT = 10
 TAIL = b"\x00\x00\xff\xff"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -68,6 +73,8 @@ def sample_text(n):
 
 def library_round_trips(name, **kw):
     global compressed_frames
+    if TLS:
+        kw["ssl"] = SSL
     ws = connect(URI, proxy=None, open_timeout=TIMEOUT, close_timeout=TIMEOUT,
                  ping_interval=None, max_size=32 << 20, **kw)
     with ws:
@@ -143,6 +150,8 @@ class Raw:
     def __init__(self, ext):
         self.s = socket.create_connection(("127.0.0.1", PORT), timeout=TIMEOUT)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if TLS:
+            self.s = SSL.wrap_socket(self.s)
         key = base64.b64encode(os.urandom(16))
         req = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +

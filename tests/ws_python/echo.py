@@ -5,10 +5,13 @@ sends (5.4) come back whole, pings in flight together are each answered (5.5.2/5
 the closing handshake echoes the status code (5.5.1, 7.4), and the subprotocol
 negotiation of 4.2.2 (a known protocol is chosen; only unknown ones -> 400).
 
-Usage: echo.py PORT. Exit 0 when every check passes; an exception otherwise.
-Run by tests/ws.rs (python_websockets_echo_ping_fragments_close).
+Usage: echo.py PORT [wss]. Exit 0 when every check passes; an exception otherwise.
+`wss`: over TLS (lwsd -s; its self-signed certificate is not verified).
+Run by tests/ws.rs (python_websockets_echo_ping_fragments_close) and, with `wss`, by
+tests/tls_serving.rs (python_websockets_echo_and_deflate_over_wss).
 """
 import os
+import ssl
 import sys
 import threading
 
@@ -16,13 +19,17 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 PORT = int(sys.argv[1])
-URI = f"ws://127.0.0.1:{PORT}/"
+TLS = sys.argv[2:] == ["wss"]
+URI = f"{'wss' if TLS else 'ws'}://127.0.0.1:{PORT}/"
+SSL = ssl._create_unverified_context() if TLS else None
 # Every call is bounded: a hung server fails the test.
 TIMEOUT = 10
 
 
 def client(**kw):
     kw.setdefault("compression", None)
+    if TLS:
+        kw["ssl"] = SSL
     return connect(URI, proxy=None, open_timeout=TIMEOUT, close_timeout=TIMEOUT,
                    ping_interval=None, max_size=32 << 20, **kw)
 

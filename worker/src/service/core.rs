@@ -304,6 +304,10 @@ impl Core {
                 let flow = self.with_role_flow(app, slot, |role, cx| role.on_peer_eof(cx));
                 self.apply(d, app, slot, flow);
             }
+            // The last output (an error response, a TLS alert) may still be unsent: the
+            // FIN came in the pass that produced it (`printf ... | nc -N`). It goes out
+            // first; the flush's end closes (no lingering: the peer is done).
+            Phase::Flushing { .. } if !c.flushed() => {}
             Phase::Lingering | Phase::Flushing { .. } => self.begin_close(d, app, slot),
             Phase::Closing => {}
         }

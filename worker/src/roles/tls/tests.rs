@@ -617,6 +617,29 @@ fn no_shared_cipher_suite() {
     assert_eq!(out[5..7], [2, 40]);
 }
 
+/// A client offering only ALPN protocols lwsd does not serve gets the fatal
+/// `no_application_protocol` alert (RFC 7301 section 3.2), in both versions. In TLS 1.3
+/// rustls decides this after queueing the ServerHello, so the alert (encrypted with the
+/// handshake keys) is the third message of the flight: all of it must go out.
+#[test]
+fn no_shared_alpn_protocol_gets_its_alert() {
+    let ca = make_ca("test CA");
+    let server = server_with(&ca, ClientAuth::None);
+    for version in VERSIONS {
+        let mut c = (*client_config(&ca, version, None)).clone();
+        c.alpn_protocols = vec![b"h2".to_vec()];
+        let mut p = Pair::new(&server, Arc::new(c), "localhost");
+        let e = p.c2s().unwrap_err();
+        assert_eq!(e.reason(), "no_application_protocol", "{e}");
+        assert_eq!(e.alert, Some(AlertDescription::NoApplicationProtocol));
+        assert_eq!(
+            p.client_alert(),
+            Some(AlertDescription::NoApplicationProtocol),
+            "{version:?}"
+        );
+    }
+}
+
 #[test]
 fn garbage_and_truncation() {
     let ca = make_ca("test CA");

@@ -309,24 +309,43 @@ impl TlsSession {
 
     /// Marks the session failed and appends the fatal alert rustls queued for `e`.
     ///
-    /// rustls hands a queued message out first thing on the next
-    /// `process_tls_records` call; asked once more it would parse the rest of the input
-    /// before anything else (the bytes that failed are still there: a failing record is
-    /// not discarded) and fail again, queueing a second fatal alert. So it is asked
-    /// exactly once. `rest` is the unconsumed input: rustls may hold a partly
-    /// reassembled handshake message in it, and must see the same bytes.
+    /// rustls hands queued messages out one per `process_tls_records` call, first
+    /// thing; asked once the queue is empty it would parse the rest of the input (the
+    /// bytes that failed are still there: a failing record is not discarded) and fail
+    /// again, queueing a second fatal alert. So it is asked only until the alert is out:
+    /// the alert is the last message queued, and the only record of type alert (21) or,
+    /// once encrypted, application data (23); what comes before it in the same flight
+    /// is handshake (22) or ChangeCipherSpec (20). That flight is there when a TLS 1.3
+    /// handshake fails after the ServerHello was queued (no ALPN protocol in common, no
+    /// usable signature scheme): the ServerHello, maybe a ChangeCipherSpec, then the
+    /// alert encrypted with the handshake keys; sending only the ServerHello left the
+    /// client with "unexpected eof" instead of the alert. `rest` is the unconsumed
+    /// input: rustls may hold a partly reassembled handshake message in it, and must see
+    /// the same bytes.
     fn fail(&mut self, e: rustls::Error, rest: &mut [u8], out: &mut impl WireOut) -> TlsError {
         self.failed = true;
         let start = out.len();
-        if let Ok(ConnectionState::EncodeTlsData(mut enc)) =
-            self.conn.process_tls_records(rest).state
-        {
+        let mut last = start;
+        // ServerHello, ChangeCipherSpec, alert: three; a few more cost nothing.
+        for _ in 0..8 {
+            let Ok(ConnectionState::EncodeTlsData(mut enc)) =
+                self.conn.process_tls_records(rest).state
+            else {
+                break;
+            };
+            let at = out.len();
             // A failure to append leaves nothing to send: the connection closes anyway.
-            let _ = append(out, |b| enc.encode(b).map_err(encode_size));
+            if append(out, |b| enc.encode(b).map_err(encode_size)).is_err() {
+                break;
+            }
+            last = at;
+            if !matches!(out.get(at), Some(20 | 22)) {
+                break;
+            }
         }
         let mut err = TlsError::from_rustls(e);
         if out.len() > start {
-            if let Some(a) = plain_alert(&out[start..]) {
+            if let Some(a) = plain_alert(&out[last..]) {
                 err.alert = Some(a);
             }
         } else {
