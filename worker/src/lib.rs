@@ -112,6 +112,10 @@ impl App {
     /// the one of that name, else the first (lws' default vhost of a port). `None` when
     /// no vhost serves the listener.
     pub fn vhost_for(&self, listener: u16, authority: Option<&[u8]>) -> Option<usize> {
+        if let [v] = self.vhosts.as_slice() {
+            // One vhost (the command line's): no name to compare.
+            return v.serves(listener).then_some(0);
+        }
         let mut serving = self
             .vhosts
             .iter()

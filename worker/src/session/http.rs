@@ -239,7 +239,7 @@ impl HttpExchange {
             self.state = State::AtBodyEnd;
             return Next::Continue;
         }
-        self.answer(cx, req)
+        self.answer_via(cx, req, vi, mount)
     }
 
     /// Whether the exchange needs the request again at the body's end
@@ -250,12 +250,24 @@ impl HttpExchange {
 
     /// Routes a request whose body (if any) has been dealt with, and answers it.
     fn answer(&mut self, cx: &mut SessionCx<'_>, req: &Request<'_>) -> Next {
-        let now_unix = cx.app.now_unix;
         let Some(vi) = cx.app.vhost_for(req.listener, req.authority) else {
             return status_page(cx, 421, &[]);
         };
+        let mount = cx.app.vhosts[vi].resolve(req.path);
+        self.answer_via(cx, req, vi, mount)
+    }
+
+    /// [`answer`](Self::answer) through vhost `vi`'s mount `mount`, already found (at the
+    /// head: the vhost and mount are looked up once per request).
+    fn answer_via(
+        &mut self,
+        cx: &mut SessionCx<'_>,
+        req: &Request<'_>,
+        vi: usize,
+        mount: Option<crate::vhost::MountId>,
+    ) -> Next {
+        let now_unix = cx.app.now_unix;
         let vhost = &mut cx.app.vhosts[vi];
-        let mount = vhost.resolve(req.path);
         match (req.method, vhost.target(mount, req.path)) {
             (Method::Get | Method::Head, Route::File(mount, path)) => {
                 let freq = FileRequest {
