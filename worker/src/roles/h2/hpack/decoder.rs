@@ -7,7 +7,7 @@
 //! buffers reused across fields and blocks (Huffman-coded literals): no allocation per
 //! field once the buffers and the table's arena have grown to their working size.
 //!
-//! Limits: every integer fits in `u32` ([`integer`](super::integer)); a dynamic table
+//! Limits: every integer fits in `u32` ([`super::integer`]); a dynamic table
 //! size update may only open a block and may not exceed the SETTINGS_HEADER_TABLE_SIZE
 //! this endpoint announced (4.2, 6.3); the decoded header list may not exceed
 //! SETTINGS_MAX_HEADER_LIST_SIZE. That last limit is what stops an HPACK bomb, a small

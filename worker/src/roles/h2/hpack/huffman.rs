@@ -4,7 +4,7 @@
 //! byte with the most significant bits of EOS (all ones), as section 5.2 requires.
 //!
 //! Decoding is table-driven, four bits at a time: the code's binary tree has 256
-//! internal nodes (257 leaves: the 256 byte values and EOS), and [`DECODE`] says, for
+//! internal nodes (257 leaves: the 256 byte values and EOS), and `DECODE` says, for
 //! each node and each 4-bit nibble, which node the walk reaches, whether a symbol was
 //! completed on the way (at most one: the shortest code is 5 bits) and whether stopping
 //! there is a valid end of string. The table is built at compile time from [`CODES`],
