@@ -39,8 +39,11 @@ while [ $# -gt 0 ]; do
 done
 LWSD=${LWSD:-$ROOT/target/release/lwsd}
 GOLDEN=$ROOT/tests/autobahn/expected-summary.txt
-OUT=${AUTOBAHN_OUT:-$ROOT/target/autobahn-reports$([ "$TLS" = 1 ] && echo -tls)}
-SCHEME=ws; LWSD_TLS=(); [ "$TLS" = 1 ] && { SCHEME=wss; LWSD_TLS=(-s); }
+# (No `$(test && echo ..)` here: under `set -e` a substitution that exits 1 ends the
+# script without a word, which the ws:// run did.)
+SCHEME=ws; LWSD_TLS=(); SUFFIX=""
+if [ "$TLS" = 1 ]; then SCHEME=wss; LWSD_TLS=(-s); SUFFIX=-tls; fi
+OUT=${AUTOBAHN_OUT:-$ROOT/target/autobahn-reports$SUFFIX}
 if [ -z "${AUTOBAHN_TOOLS:-}" ]; then
   # A local clone (git clone /work/main /tmp/x) finds them beside the repository it was
   # cloned from.
