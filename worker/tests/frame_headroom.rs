@@ -1,45 +1,16 @@
 //! WebSocket frames written into the room in front of their payload (lws' `LWS_PRE`,
 //! issue 10): the same bytes as a frame built from a separate header, one buffer, and no
-//! allocation for the framing. Allocations are counted per thread by a counting global
-//! allocator,
+//! allocation for the framing. Allocations are counted per thread by the tests' counting
+//! global allocator (`common`),
 //! so this file holds only tests that need it.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use bytes::{Bytes, BytesMut};
 use lwsd_worker::api::LWS_PRE;
 use lwsd_worker::roles::ws::conn::{WsConfig, WsConn};
 use lwsd_worker::roles::ws::frame::DataKind;
 
-struct Counting;
-
-thread_local! {
-    /// Allocations made by this thread (tests run on threads of their own).
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocs() -> usize {
-    ALLOCS.with(Cell::get)
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: the caller's contract for `alloc` is passed on as it is.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: as above, for `dealloc`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: as above, for `realloc`.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
+use common::{Counting, allocs};
 
 #[global_allocator]
 static A: Counting = Counting;

@@ -354,27 +354,24 @@ impl Core {
         let Some(tls) = tls.as_deref_mut() else {
             return;
         };
-        let was_handshaking = tls.session.is_handshaking();
         let mut out = Vec::new();
         let r = tls
             .session
             .receive(d.data(buf), |p| rx.extend_from_slice(p), &mut out);
         tls.queue_raw(out);
-        let wire_pending = !tls.wire.is_empty();
-        let handshake_done = was_handshaking && !tls.session.is_handshaking();
-        if wire_pending {
+        if !tls.wire.is_empty() {
             self.mark_dirty(slot);
         }
         let progress = match r {
             Ok(p) => p,
             Err(e) => return self.tls_failed(d, app, slot, e),
         };
-        if progress.handshake_done || handshake_done {
+        if progress.handshake_done {
             app.stats.wire.tls_handshakes += 1;
-            // The role's own deadline again (keep-alive, header timeout), and any output
-            // it queued during the handshake can be sealed now.
+            // The role's own deadline again (keep-alive, header timeout); output it
+            // queued during the handshake goes on the flush list with the callback
+            // (`settle_out`) and is sealed there.
             self.with_role(d, app, slot, |role, cx| role.on_data(cx, &mut []).1);
-            self.mark_dirty(slot);
         }
         self.feed_pending(d, app, slot);
         if progress.peer_closed {
