@@ -4,7 +4,7 @@
 set -euo pipefail
 need_apt=()
 # libwebsockets-test-server ships libwebsockets-test-client too (tests/lws_interop.rs).
-for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light openssl:openssl \
+for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light h2o:h2o openssl:openssl \
             libwebsockets-test-server:libwebsockets-test-server \
             libwebsockets-test-client:libwebsockets-test-server chromium:chromium; do
   cmd=${pair%%:*}; pkg=${pair#*:}
