@@ -93,7 +93,8 @@ pub struct Fields {
 }
 
 impl Fields {
-    fn push(&mut self, name: &[u8], value: &[u8]) {
+    /// Appends a field (the caller lowercases the name).
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
         let a = self.buf.len() as u32;
         self.buf.extend_from_slice(name);
         let b = self.buf.len() as u32;
@@ -930,6 +931,12 @@ impl Connection {
     pub fn stream_credit(&self, id: u32) -> usize {
         self.find(id)
             .map_or(0, |i| self.streams[i].send.available() as usize)
+    }
+
+    /// Whether the peer may still send on stream `id` (its side is open).
+    pub fn can_receive(&self, id: u32) -> bool {
+        self.find(id)
+            .is_some_and(|i| matches!(self.streams[i].state, State::Open | State::HalfClosedLocal))
     }
 
     /// Whether this side may still send on stream `id`.
