@@ -275,16 +275,54 @@ fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     &buf[i..]
 }
 
-/// The session's view of an HTTP/2 request.
+/// The session's view of an HTTP/2 request: one pass over the fields.
 fn request<'r>(req: &'r h2::Request, listener: u16, end_stream: bool) -> Request<'r> {
-    let f = &req.fields;
-    let full = req.path();
-    let (path, query) = match full.iter().position(|&b| b == b'?') {
-        Some(q) => (&full[..q], Some(&full[q + 1..])),
-        None => (full, None),
+    let mut r = Request {
+        method: exchange::Method::Unknown,
+        method_raw: b"",
+        listener,
+        authority: None,
+        path: b"",
+        query: None,
+        content_type: None,
+        if_match: None,
+        if_unmodified_since: None,
+        if_none_match: None,
+        if_modified_since: None,
+        range: None,
+        if_range: None,
+        has_body: !end_stream,
+        content_length: req.content_length,
     };
-    let m = req.method();
-    let method = match m {
+    let mut host = None;
+    for (n, v) in req.fields.iter() {
+        let slot = match n {
+            b":method" => {
+                r.method_raw = v;
+                continue;
+            }
+            b":path" => {
+                match v.iter().position(|&b| b == b'?') {
+                    Some(q) => (r.path, r.query) = (&v[..q], Some(&v[q + 1..])),
+                    None => r.path = v,
+                }
+                continue;
+            }
+            b":authority" => &mut r.authority,
+            b"host" => &mut host,
+            b"content-type" => &mut r.content_type,
+            b"if-match" => &mut r.if_match,
+            b"if-unmodified-since" => &mut r.if_unmodified_since,
+            b"if-none-match" => &mut r.if_none_match,
+            b"if-modified-since" => &mut r.if_modified_since,
+            b"range" => &mut r.range,
+            b"if-range" => &mut r.if_range,
+            _ => continue,
+        };
+        slot.get_or_insert(v);
+    }
+    r.authority = r.authority.or(host);
+    r.method = match r.method_raw {
         b"GET" => exchange::Method::Get,
         b"HEAD" => exchange::Method::Head,
         b"POST" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE" | b"PATCH" | b"CONNECT" => {
@@ -292,23 +330,7 @@ fn request<'r>(req: &'r h2::Request, listener: u16, end_stream: bool) -> Request
         }
         _ => exchange::Method::Unknown,
     };
-    Request {
-        method,
-        method_raw: m,
-        listener,
-        authority: req.authority(),
-        path,
-        query,
-        content_type: f.get(b"content-type"),
-        if_match: f.get(b"if-match"),
-        if_unmodified_since: f.get(b"if-unmodified-since"),
-        if_none_match: f.get(b"if-none-match"),
-        if_modified_since: f.get(b"if-modified-since"),
-        range: f.get(b"range"),
-        if_range: f.get(b"if-range"),
-        has_body: !end_stream,
-        content_length: req.content_length,
-    }
+    r
 }
 
 /// The graceful shutdown's progress (RFC 9113 6.8).

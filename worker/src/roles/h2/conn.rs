@@ -684,6 +684,11 @@ impl Connection {
         // Decode first, always: the dynamic table must stay in step with the peer's
         // encoder whatever happens to the stream (4.3).
         let mut req = Request::default();
+        if is_new {
+            // Sized once: decoded fields are about twice the block (Huffman, indices).
+            req.fields.buf.reserve(block.len() * 2 + 64);
+            req.fields.spans.reserve(12);
+        }
         let mut v = Validator::new(is_new, self.limits.enable_connect);
         let r = self.decoder.decode(block, |n, val, _| {
             v.field(&mut req.fields, n, val);
