@@ -350,6 +350,7 @@ struct Pass<'s, 'c, 'a> {
     cx: &'c mut Cx<'a>,
     listener: u16,
     rr: &'s mut usize,
+    drain: &'s mut Drain,
 }
 
 /// One HTTP/2 connection.
@@ -553,13 +554,38 @@ impl H2Conn {
     /// whether the connection is done.
     fn settle(&mut self, cx: &mut Cx<'_>) -> Flow {
         self.pump(cx);
+        // WebSocket input held while the session's output was backed up: offered again
+        // now that some has left.
+        let mut fed = false;
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if matches!(s.kind, Kind::Ws(_))
+                && !s.rx.is_empty()
+                && s.pending_len < crate::session::ws::OUT_HIGH_WATER
+            {
+                let mut p = Pass {
+                    slots: &mut self.slots,
+                    cx,
+                    listener: self.listener,
+                    rr: &mut self.rr,
+                    drain: &mut self.drain,
+                };
+                p.feed_ws(&mut self.conn, i);
+                fed = true;
+            }
+        }
+        if fed {
+            self.pump(cx);
+        }
         self.set_deadline(cx);
         if self.conn.is_failed() {
             return Flow::CloseAfterFlush { linger: true };
         }
         let draining = self.drain == Drain::Final || self.conn.goaway_received;
         if draining && self.slots.is_empty() && self.conn.active() == 0 {
-            return Flow::CloseAfterFlush { linger: false };
+            // Lingering: the peer may still be sending (WINDOW_UPDATEs for the last
+            // DATA); closing at once would reset the connection under its unread tail.
+            return Flow::CloseAfterFlush { linger: true };
         }
         Flow::Continue
     }
@@ -576,6 +602,7 @@ impl H2Conn {
                 cx,
                 listener: self.listener,
                 rr: &mut self.rr,
+                drain: &mut self.drain,
             };
             p.request(&mut self.conn, 1, *req, true);
         }
@@ -890,6 +917,15 @@ impl Handler for Pass<'_, '_, '_> {
         }
     }
 
+    fn ping_ack(&mut self, c: &mut Connection) {
+        // The graceful GOAWAY's round trip is over: every stream the peer opened
+        // before seeing it has arrived (6.8).
+        if matches!(self.drain, Drain::First { .. }) {
+            c.goaway_final();
+            *self.drain = Drain::Final;
+        }
+    }
+
     fn trailers(&mut self, c: &mut Connection, id: u32) {
         self.data(c, id, &[], true);
     }
@@ -924,6 +960,7 @@ impl Role for H2Conn {
                 cx,
                 listener: me.listener,
                 rr: &mut me.rr,
+                drain: &mut me.drain,
             };
             let used = match me.conn.recv(data, &mut p) {
                 Ok(n) => n,
@@ -967,7 +1004,7 @@ impl Role for H2Conn {
                 // Idle past the keep-alive timeout: a graceful close (6.8).
                 if *cx.deadline <= now || me.conn.active() == 0 {
                     me.conn.close(ErrorCode::NO_ERROR, "idle timeout");
-                    return Flow::CloseAfterFlush { linger: false };
+                    return Flow::CloseAfterFlush { linger: true };
                 }
             }
             let mut conn_stuck = false;
@@ -1120,6 +1157,7 @@ impl Role for H2Conn {
                     cx,
                     listener: me.listener,
                     rr: &mut me.rr,
+                    drain: &mut me.drain,
                 };
                 p.feed_ws(&mut me.conn, i);
             }
