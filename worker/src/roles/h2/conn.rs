@@ -1178,6 +1178,19 @@ impl Connection {
         }
     }
 
+    /// Gives back the memory of per-stream bookkeeping once no stream is open (an idle
+    /// connection keeps only its settings, windows and HPACK tables).
+    pub fn shrink_idle(&mut self) {
+        if self.streams.is_empty() {
+            self.streams = Vec::new();
+        }
+        if self.block.is_empty() {
+            self.block = Vec::new();
+        }
+        self.names = Vec::new();
+        self.counts = Vec::new();
+    }
+
     /// Bytes of decoder and encoder state (dynamic tables), for memory accounting.
     pub fn table_bytes(&self) -> usize {
         self.decoder.table_capacity() + self.encoder.table_capacity()
