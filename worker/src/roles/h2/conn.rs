@@ -564,6 +564,16 @@ impl Connection {
             return Ok((v == Verdict::Process).then_some(i));
         }
         let mut st = self.state_of(id);
+        if let (State::Closed(Cause::EndStream | Cause::ResetRemote), Ev::Headers { .. }) = (st, ev)
+        {
+            // 5.1, closed: a peer that opens a stream it closed itself again may be
+            // answered with a connection error of type STREAM_CLOSED (h2spec's strict
+            // expectation); the identifier cannot be reused (5.1.1).
+            return Err(H2Error::connection(
+                ErrorCode::STREAM_CLOSED,
+                "HEADERS on a closed stream",
+            ));
+        }
         if st == State::Idle && matches!(ev, Ev::Headers { .. }) {
             self.ids.open_remote(sid)?;
         }
