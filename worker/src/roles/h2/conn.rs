@@ -1198,7 +1198,10 @@ impl Connection {
             self.block = Vec::new();
         }
         self.names = Vec::new();
-        self.counts = Vec::new();
+        // Counters still queued are the carrier's to read after this callback.
+        if self.counts.is_empty() {
+            self.counts = Vec::new();
+        }
     }
 
     /// Bytes of decoder and encoder state (dynamic tables), for memory accounting.
