@@ -15,7 +15,7 @@ if [ ${#attacks[@]} -eq 0 ]; then
   attacks=(rapid-reset continuation-flood continuation-empty continuation-big hpack-bomb
            big-headers ping-flood settings-flood empty-data-flood window-update-flood
            priority-flood window-stall-stream window-stall-conn too-many-streams
-           stream-id-reuse state-violations)
+           stream-id-reuse stream-id-lower state-violations)
 fi
 tmp=$(mktemp -d)
 pids=()

@@ -15,7 +15,7 @@ Attacks (expected answer):
   continuation-flood   HEADERS then up to 100,000 small CONTINUATION frames, never
                        END_HEADERS (the 2024 CONTINUATION CVEs): GOAWAY ENHANCE_YOUR_CALM
   continuation-empty   the same with empty CONTINUATION frames: GOAWAY ENHANCE_YOUR_CALM
-  continuation-big     16 KiB CONTINUATION frames of header fields, up to 10 MiB:
+  continuation-big     16 KiB CONTINUATION frames of header fields, up to 64 MiB:
                        GOAWAY ENHANCE_YOUR_CALM (the block passed 64 KiB)
   hpack-bomb           a small block that decodes huge (one 4,000-byte field indexed, then
                        referenced 12,000 times: 16 KB encoded, 48 MB decoded): 431 on the
@@ -35,9 +35,10 @@ Attacks (expected answer):
   too-many-streams     MAX_CONCURRENT_STREAMS + 1 GETs of the big file at once (none can
                        finish: the windows are never opened): RST_STREAM REFUSED_STREAM on
                        the last one only, connection alive
-  stream-id-reuse      HEADERS on a finished stream 1, and a stream id lower than one
-                       already opened (each on its own connection): GOAWAY PROTOCOL_ERROR
-                       (STREAM_CLOSED accepted for the finished stream, RFC 9113 5.1)
+  stream-id-reuse      HEADERS again on stream 1 once it is closed both ways (END_STREAM
+                       sent and received): GOAWAY PROTOCOL_ERROR or STREAM_CLOSED (5.1.1,
+                       5.1: a connection error, either way)
+  stream-id-lower      HEADERS on stream 3 after stream 5: GOAWAY PROTOCOL_ERROR (5.1.1)
   state-violations     other frames in the wrong stream state, each on its own connection:
                        GOAWAY PROTOCOL_ERROR / STREAM_CLOSED / COMPRESSION_ERROR
 
@@ -436,7 +437,7 @@ def continuation(args, kind):
             fields += literal(b"x-big-%05d" % i, b"v" * 20)
             i += 1
         unit = ContinuationFrame(1, fields[:MAX_FRAME]).serialize()
-        count, batch = 640, 8  # 10 MiB
+        count, batch = 4096, 8  # 64 MiB: a server that kept it would show in its memory
     sent = c.flood(unit, count, batch, write_until(args))
     print(f"  sent HEADERS + {sent} CONTINUATION frames of {len(unit) - 9} bytes, "
           f"no END_HEADERS, in {c.now():.2f} s")
@@ -567,23 +568,30 @@ def too_many_streams(args):
     return v.finish()
 
 
-def finished_stream_1(c, args):
+def stream_id_reuse(args):
+    """HEADERS on stream 1 after it closed with END_STREAM both ways: a new stream must
+    take a higher identifier (RFC 9113 5.1.1: an unexpected identifier is a connection
+    error PROTOCOL_ERROR), and a frame after END_STREAM both ways is a connection error
+    STREAM_CLOSED (5.1, closed)."""
+    v = Verdict("stream-id-reuse")
+    c = Conn(args)
     c.request(1, args.small)
     c.wait(lambda: 1 in c.ended, 5)
-    return 1 in c.ended
-
-
-def stream_id_reuse(args):
-    v = Verdict("stream-id-reuse")
-    print("  case reuse: GET on stream 1, answered in full, then HEADERS on stream 1 again")
-    c = Conn(args)
-    v.check(finished_stream_1(c, args), f"stream 1 answered first (status {c.status.get(1)})")
+    print(f"  GET on stream 1: status {c.status.get(1)}, ended {1 in c.ended}; "
+          "then HEADERS on stream 1 again")
+    v.check(1 in c.ended, "stream 1 answered in full first")
     c.request(1, args.small)
     expect_goaway(v, c, [PROTOCOL_ERROR, STREAM_CLOSED])
-    print("  case lower: HEADERS on stream 5 (GET big, left open), then on stream 3")
+    return v.finish()
+
+
+def stream_id_lower(args):
+    """HEADERS on stream 3 after stream 5 was opened (RFC 9113 5.1.1): PROTOCOL_ERROR."""
+    v = Verdict("stream-id-lower")
     c = Conn(args)
     c.request(5, args.big)
     c.request(3, args.small)
+    print(f"  HEADERS on stream 5 (GET {args.big}, left open), then on stream 3")
     expect_goaway(v, c, [PROTOCOL_ERROR])
     return v.finish()
 
@@ -627,10 +635,13 @@ def state_violations(args):
          lambda c: c.send(get(c, 1, args.big)),
          lambda c: DataFrame(1, b"x").serialize(),
          [("rst", 1, STREAM_CLOSED), ("goaway", STREAM_CLOSED)]),
+        # A stream error (the RFC 7540 wording: "any frame other than PRIORITY after
+        # receiving a RST_STREAM MUST [be treated] as a stream error of type
+        # STREAM_CLOSED"), or a connection error for an identifier used again (5.1.1).
         ("HEADERS on a stream the client reset", "RFC 9113 5.1 closed",
          lambda c: c.send(get(c, 1, args.big) + RstStreamFrame(1, error_code=CANCEL).serialize()),
          lambda c: get(c, 1),
-         [("goaway", STREAM_CLOSED), ("goaway", PROTOCOL_ERROR)]),
+         [("rst", 1, STREAM_CLOSED), ("goaway", STREAM_CLOSED), ("goaway", PROTOCOL_ERROR)]),
         ("HPACK index 0", "RFC 7541 6.1", None,
          lambda c: HeadersFrame(1, indexed(0), flags=end).serialize(), compression),
         ("HPACK index past both tables", "RFC 7541 2.3.3", None,
@@ -678,6 +689,7 @@ ATTACKS = {
     "window-stall-conn": lambda a: window_stall(a, "conn"),
     "too-many-streams": too_many_streams,
     "stream-id-reuse": stream_id_reuse,
+    "stream-id-lower": stream_id_lower,
     "state-violations": state_violations,
 }
 
