@@ -451,12 +451,9 @@ fn stream_window_never_opened_gets_cancel_after_the_send_timeout() {
     stream_window_stall();
 }
 
-/// The same attack's RST_STREAM CANCEL in `lwsd_h2_streams_reset_total` (counted at
-/// 1e5378f; since 0b92c4d the count is lost: the reset leaves no stream, so `settle`
-/// calls `Connection::shrink_idle`, which drops `counts` before `with_out` drains them).
+/// The same attack's RST_STREAM CANCEL in `lwsd_h2_streams_reset_total` (the reset
+/// leaves the connection idle: releasing its bookkeeping must not drop the count).
 #[test]
-#[ignore = "the send timeout's RST_STREAM CANCEL is not counted since 0b92c4d (shrink_idle \
-            drops the pending counts)"]
 fn stream_window_never_opened_is_counted() {
     stream_window_stall().assert_counted(
         "lwsd_h2_streams_reset_total",
@@ -500,8 +497,6 @@ fn stream_129_is_refused() {
 /// error (the contract: GOAWAY PROTOCOL_ERROR, or STREAM_CLOSED per RFC 9113 5.1;
 /// h2spec http2/5.1/12 "closed: Sends a HEADERS frame" wants GOAWAY STREAM_CLOSED).
 #[test]
-#[ignore = "lwsd answers RST_STREAM STREAM_CLOSED and keeps the connection (roles/h2/state.rs, \
-            Closed(EndStream) + HEADERS); the contract and h2spec 5.1/12 want a GOAWAY"]
 fn stream_id_reuse_gets_a_connection_error() {
     attack("stream-id-reuse", false, &[], &[])
         .assert_goaway_counted_any(&["PROTOCOL_ERROR", "STREAM_CLOSED"]);
