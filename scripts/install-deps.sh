@@ -18,3 +18,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q 'websockets>=12'
+# HTTP/2 peers for the h2 tests: frame-level scripts (hyperframe, hpack), h2, httpx.
+python3 -c 'import h2, hyperframe, hpack, httpx' 2>/dev/null || python3 -m pip install -q h2 hyperframe hpack 'httpx[http2]'
