@@ -75,7 +75,7 @@ import time
 
 from compare_http import LWS_RES
 from compare_tls import make_certs
-from procstat import Server, cpu_seconds, rss_bytes
+from procstat import CLK_TCK, Server, cpu_seconds, rss_bytes
 
 FD_LIMIT = 20000
 BIG = "test.html"  # 7,205 bytes
@@ -291,6 +291,9 @@ def load_round(a, rnd, tmp, root, certs, servers, skip, results, cmds):
                 srv.stop()
             ok, problems = check_h2load(out, a.requests, tls)
             us = (c1 - c0) * 1e6 / ok if ok else float("nan")
+            if tls:
+                got = [re.search(rf"{k}: (.*)", out) for k in ("TLS Protocol", "Cipher", "Server Temp Key")]
+                cmds.setdefault(f"negotiated|{name}", ", ".join(m.group(1).strip() if m else "?" for m in got))
             results.setdefault(f"{row}|{name}", []).append(
                 {"round": rnd, "us": us, "cpu": c1 - c0, "units": ok, "rps": ok / (t1 - t0),
                  "ok": not problems, "problems": problems})
@@ -581,6 +584,10 @@ def report(a, servers, skip, results, cmds):
     if any(k.split("|")[0] in ROWS for k in results) or any(n for n, _ in skip):
         print(f"\n### HTTP/2: server CPU per request (µs), `h2load -n {a.requests:,} -c {CONNS} -m {STREAMS}`, "
               f"median of {a.rounds} round(s) (min–max); ratios: median of the per-round ratios (min–max)\n")
+        tick = 1e6 / CLK_TCK / a.requests
+        if tick > 0.02:
+            print(f"(/proc counts CPU in {1000 / CLK_TCK:.0f} ms ticks: ±{tick:.2f} µs per request at this -n; "
+                  "a smoke run, not a figure)\n")
         print("| row | lwsd -j 1 | h2o (1 thread) | nginx (1 worker) | lwsd / h2o | lwsd / nginx | h2o / nginx "
               "| req/s (lwsd, h2o, nginx) |")
         print("|---|---|---|---|---|---|---|---|")
@@ -621,9 +628,13 @@ def report(a, servers, skip, results, cmds):
         print(f"- {n}, {'TLS' if tls else 'h2c'}: not run: {why}")
     if verdict:
         print("\nGoal (issue 11): " + "; ".join(verdict))
-    print("\nCommands (servers on core 0, clients on core 1):")
+    neg = [f"{k.split('|')[1]}: {v}" for k, v in sorted(cmds.items()) if k.startswith("negotiated|")]
+    if neg:
+        print("\nTLS negotiated with h2load (OpenSSL's client): " + "; ".join(neg))
+    print(f"\nCommands (servers on core {a.server_cpu}, clients on core {a.client_cpu}):")
     for k in sorted(cmds):
-        print(f"- `{cmds[k]}`")
+        if not k.startswith("negotiated|"):
+            print(f"- `{cmds[k]}`")
 
 
 def main():
