@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ssl
 import sys
 import time
 
@@ -53,6 +54,8 @@ def run_one(cfg: Config, t: Test) -> tuple[str, str]:
         c = Conn(cfg)
     except Fail as e:
         return "FAIL", str(e)
+    except ssl.SSLError as e:
+        return "FAIL", f"TLS handshake with {cfg.host}:{cfg.port} failed: {e}"
     except OSError as e:
         return "FAIL", f"cannot connect to {cfg.host}:{cfg.port}: {e}"
     try:
