@@ -177,9 +177,10 @@ class Conn:
             ctx.verify_mode = ssl.CERT_NONE
             ctx.set_alpn_protocols(["h2"])
             sock = ctx.wrap_socket(sock, server_hostname=cfg.host)
-            if sock.selected_alpn_protocol() != "h2":
+            alpn = sock.selected_alpn_protocol()
+            if alpn != "h2":
                 sock.close()
-                raise Fail("ALPN h2", f"ALPN {sock.selected_alpn_protocol()!r}")
+                raise Fail("ALPN h2 chosen", f"ALPN {alpn!r}")
         self.sock = sock
         self.buf = bytearray()
         self.closed = False
