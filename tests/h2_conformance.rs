@@ -112,14 +112,12 @@ fn conformance(lwsd: &Lwsd, tls: bool) {
 }
 
 #[test]
-#[ignore = "needs the h2 carrier"]
 fn h2spec_over_h2c_matches_the_golden_summary() {
     let s = Lwsd::start(&["-j", "1", "-i", "127.0.0.1"]);
     conformance(&s, false);
 }
 
 #[test]
-#[ignore = "needs the h2 carrier"]
 fn h2spec_over_tls_matches_the_golden_summary() {
     let cert = testdata("ecdsa-p256.cert.pem");
     let key = testdata("ecdsa-p256.sec1.pem");
