@@ -275,16 +275,54 @@ fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     &buf[i..]
 }
 
-/// The session's view of an HTTP/2 request.
+/// The session's view of an HTTP/2 request: one pass over the fields.
 fn request<'r>(req: &'r h2::Request, listener: u16, end_stream: bool) -> Request<'r> {
-    let f = &req.fields;
-    let full = req.path();
-    let (path, query) = match full.iter().position(|&b| b == b'?') {
-        Some(q) => (&full[..q], Some(&full[q + 1..])),
-        None => (full, None),
+    let mut r = Request {
+        method: exchange::Method::Unknown,
+        method_raw: b"",
+        listener,
+        authority: None,
+        path: b"",
+        query: None,
+        content_type: None,
+        if_match: None,
+        if_unmodified_since: None,
+        if_none_match: None,
+        if_modified_since: None,
+        range: None,
+        if_range: None,
+        has_body: !end_stream,
+        content_length: req.content_length,
     };
-    let m = req.method();
-    let method = match m {
+    let mut host = None;
+    for (n, v) in req.fields.iter() {
+        let slot = match n {
+            b":method" => {
+                r.method_raw = v;
+                continue;
+            }
+            b":path" => {
+                match v.iter().position(|&b| b == b'?') {
+                    Some(q) => (r.path, r.query) = (&v[..q], Some(&v[q + 1..])),
+                    None => r.path = v,
+                }
+                continue;
+            }
+            b":authority" => &mut r.authority,
+            b"host" => &mut host,
+            b"content-type" => &mut r.content_type,
+            b"if-match" => &mut r.if_match,
+            b"if-unmodified-since" => &mut r.if_unmodified_since,
+            b"if-none-match" => &mut r.if_none_match,
+            b"if-modified-since" => &mut r.if_modified_since,
+            b"range" => &mut r.range,
+            b"if-range" => &mut r.if_range,
+            _ => continue,
+        };
+        slot.get_or_insert(v);
+    }
+    r.authority = r.authority.or(host);
+    r.method = match r.method_raw {
         b"GET" => exchange::Method::Get,
         b"HEAD" => exchange::Method::Head,
         b"POST" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE" | b"PATCH" | b"CONNECT" => {
@@ -292,23 +330,7 @@ fn request<'r>(req: &'r h2::Request, listener: u16, end_stream: bool) -> Request
         }
         _ => exchange::Method::Unknown,
     };
-    Request {
-        method,
-        method_raw: m,
-        listener,
-        authority: req.authority(),
-        path,
-        query,
-        content_type: f.get(b"content-type"),
-        if_match: f.get(b"if-match"),
-        if_unmodified_since: f.get(b"if-unmodified-since"),
-        if_none_match: f.get(b"if-none-match"),
-        if_modified_since: f.get(b"if-modified-since"),
-        range: f.get(b"range"),
-        if_range: f.get(b"if-range"),
-        has_body: !end_stream,
-        content_length: req.content_length,
-    }
+    r
 }
 
 /// The graceful shutdown's progress (RFC 9113 6.8).
@@ -328,6 +350,7 @@ struct Pass<'s, 'c, 'a> {
     cx: &'c mut Cx<'a>,
     listener: u16,
     rr: &'s mut usize,
+    drain: &'s mut Drain,
 }
 
 /// One HTTP/2 connection.
@@ -531,13 +554,44 @@ impl H2Conn {
     /// whether the connection is done.
     fn settle(&mut self, cx: &mut Cx<'_>) -> Flow {
         self.pump(cx);
+        // WebSocket input held while the session's output was backed up: offered again
+        // now that some has left.
+        let mut fed = false;
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if matches!(s.kind, Kind::Ws(_))
+                && !s.rx.is_empty()
+                && s.pending_len < crate::session::ws::OUT_HIGH_WATER
+            {
+                let mut p = Pass {
+                    slots: &mut self.slots,
+                    cx,
+                    listener: self.listener,
+                    rr: &mut self.rr,
+                    drain: &mut self.drain,
+                };
+                p.feed_ws(&mut self.conn, i);
+                fed = true;
+            }
+        }
+        if fed {
+            self.pump(cx);
+        }
+        if self.slots.is_empty() && self.slots.capacity() > 0 {
+            // Idle: nothing per stream is kept (a held connection costs its HPACK
+            // tables and little else).
+            self.slots = Vec::new();
+            self.conn.shrink_idle();
+        }
         self.set_deadline(cx);
         if self.conn.is_failed() {
             return Flow::CloseAfterFlush { linger: true };
         }
         let draining = self.drain == Drain::Final || self.conn.goaway_received;
         if draining && self.slots.is_empty() && self.conn.active() == 0 {
-            return Flow::CloseAfterFlush { linger: false };
+            // Lingering: the peer may still be sending (WINDOW_UPDATEs for the last
+            // DATA); closing at once would reset the connection under its unread tail.
+            return Flow::CloseAfterFlush { linger: true };
         }
         Flow::Continue
     }
@@ -554,6 +608,7 @@ impl H2Conn {
                 cx,
                 listener: self.listener,
                 rr: &mut self.rr,
+                drain: &mut self.drain,
             };
             p.request(&mut self.conn, 1, *req, true);
         }
@@ -868,6 +923,15 @@ impl Handler for Pass<'_, '_, '_> {
         }
     }
 
+    fn ping_ack(&mut self, c: &mut Connection) {
+        // The graceful GOAWAY's round trip is over: every stream the peer opened
+        // before seeing it has arrived (6.8).
+        if matches!(self.drain, Drain::First { .. }) {
+            c.goaway_final();
+            *self.drain = Drain::Final;
+        }
+    }
+
     fn trailers(&mut self, c: &mut Connection, id: u32) {
         self.data(c, id, &[], true);
     }
@@ -902,6 +966,7 @@ impl Role for H2Conn {
                 cx,
                 listener: me.listener,
                 rr: &mut me.rr,
+                drain: &mut me.drain,
             };
             let used = match me.conn.recv(data, &mut p) {
                 Ok(n) => n,
@@ -945,7 +1010,7 @@ impl Role for H2Conn {
                 // Idle past the keep-alive timeout: a graceful close (6.8).
                 if *cx.deadline <= now || me.conn.active() == 0 {
                     me.conn.close(ErrorCode::NO_ERROR, "idle timeout");
-                    return Flow::CloseAfterFlush { linger: false };
+                    return Flow::CloseAfterFlush { linger: true };
                 }
             }
             let mut conn_stuck = false;
@@ -1098,6 +1163,7 @@ impl Role for H2Conn {
                     cx,
                     listener: me.listener,
                     rr: &mut me.rr,
+                    drain: &mut me.drain,
                 };
                 p.feed_ws(&mut me.conn, i);
             }

@@ -684,6 +684,11 @@ impl Connection {
         // Decode first, always: the dynamic table must stay in step with the peer's
         // encoder whatever happens to the stream (4.3).
         let mut req = Request::default();
+        if is_new {
+            // Sized once: decoded fields are about twice the block (Huffman, indices).
+            req.fields.buf.reserve(block.len() * 2 + 64);
+            req.fields.spans.reserve(12);
+        }
         let mut v = Validator::new(is_new, self.limits.enable_connect);
         let r = self.decoder.decode(block, |n, val, _| {
             v.field(&mut req.fields, n, val);
@@ -1171,6 +1176,19 @@ impl Connection {
         if self.goaway_sent != Some(last) {
             self.goaway_frame(last, ErrorCode::NO_ERROR, b"");
         }
+    }
+
+    /// Gives back the memory of per-stream bookkeeping once no stream is open (an idle
+    /// connection keeps only its settings, windows and HPACK tables).
+    pub fn shrink_idle(&mut self) {
+        if self.streams.is_empty() {
+            self.streams = Vec::new();
+        }
+        if self.block.is_empty() {
+            self.block = Vec::new();
+        }
+        self.names = Vec::new();
+        self.counts = Vec::new();
     }
 
     /// Bytes of decoder and encoder state (dynamic tables), for memory accounting.

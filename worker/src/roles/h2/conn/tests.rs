@@ -399,3 +399,113 @@ fn a_large_response_head_is_split_into_continuations() {
     assert_eq!(f.last().unwrap().0, Kind::Continuation);
     assert_ne!(f.last().unwrap().1 & flags::END_HEADERS, 0);
 }
+
+/// The fuzz target's checks (worker/fuzz/fuzz_targets/h2_conn.rs) over a few thousand
+/// pseudo-random frame sequences built from valid frame headers with random types,
+/// flags, streams and payloads, so the paths past the parser are reached without
+/// cargo-fuzz: no panic, output always whole frames, a failed connection ends with
+/// GOAWAY and reads nothing more.
+#[test]
+fn random_frame_soup_keeps_the_connection_sound() {
+    struct Answer;
+    impl Handler for Answer {
+        fn request(&mut self, c: &mut Connection, stream: u32, _r: Request, _e: bool) {
+            let _ = c.send_headers(stream, 200, [(&b"x"[..], &b"y"[..])], false);
+            let n = c.send_credit(stream).min(c.max_frame()).min(100);
+            c.send_data_head(stream, n, true).expect("within credit");
+            c.out.extend_from_slice(&vec![b'x'; n]);
+        }
+        fn data(&mut self, c: &mut Connection, stream: u32, data: &[u8], _e: bool) {
+            c.release(stream, data.len());
+        }
+        fn trailers(&mut self, _c: &mut Connection, _s: u32) {}
+        fn reset(&mut self, _c: &mut Connection, _s: u32, _code: ErrorCode) {}
+        fn too_large(&mut self, c: &mut Connection, stream: u32) {
+            let _ = c.send_headers(stream, 431, [], true);
+        }
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut enc = Encoder::new();
+    for case in 0..3000 {
+        let small = case % 2 == 0;
+        let limits = if small {
+            Limits {
+                stream_window: 1024,
+                idle_frames: 16,
+                resets: 4,
+                max_concurrent_streams: 4,
+                max_header_list: 512,
+                ..Limits::default()
+            }
+        } else {
+            Limits::default()
+        };
+        let mut c = Connection::new(limits);
+        let mut input = BytesMut::new();
+        input.extend_from_slice(PREFACE);
+        settings::encode_settings(&[], &mut input);
+        for _ in 0..(rnd() % 24) {
+            let r = rnd();
+            let kind = (r % 11) as u8;
+            let fl = (r >> 8) as u8;
+            let stream = ((r >> 16) % 8) as u32;
+            let payload: Vec<u8> = match kind {
+                1 => {
+                    let mut b = BytesMut::new();
+                    enc.encode(
+                        [(":method", "GET"), (":scheme", "http"), (":path", "/")],
+                        &mut b,
+                    );
+                    b.to_vec()
+                }
+                _ => (0..(r >> 24) % 40).map(|i| (r >> (i % 56)) as u8).collect(),
+            };
+            Head::new(
+                Kind::from_u8(kind),
+                fl,
+                StreamId::new(stream),
+                payload.len() as u32,
+            )
+            .encode(&mut input);
+            input.extend_from_slice(&payload);
+        }
+        let mut out = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() {
+            let n = ((rnd() % 50) as usize + 1).min(input.len() - pos);
+            pending.extend_from_slice(&input[pos..pos + n]);
+            pos += n;
+            let failed = c.is_failed();
+            match c.recv(&pending, &mut Answer) {
+                Ok(used) => {
+                    assert!(used <= pending.len());
+                    if failed {
+                        assert_eq!(used, 0);
+                    }
+                    pending.drain(..used);
+                }
+                Err(_) => {
+                    assert!(c.is_failed());
+                    out.extend_from_slice(&c.out);
+                    c.out.clear();
+                    break;
+                }
+            }
+            out.extend_from_slice(&c.out);
+            c.out.clear();
+        }
+        let f = frames(&out);
+        if c.is_failed() {
+            assert_eq!(f.last().unwrap().0, Kind::GoAway, "case {case}");
+        }
+        // The encoder's table must match a fresh decoder's on the next case.
+        enc = Encoder::new();
+    }
+}
