@@ -4,7 +4,8 @@
 set -euo pipefail
 need_apt=()
 # libwebsockets-test-server ships libwebsockets-test-client too (tests/lws_interop.rs).
-for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light openssl:openssl \
+# nghttp and h2load (nghttp2-client) drive lwsd's HTTP/2 in tests/h2_serving.rs.
+for pair in curl:curl wrk:wrk h2load:nghttp2-client nghttp:nghttp2-client nginx:nginx-light openssl:openssl \
             libwebsockets-test-server:libwebsockets-test-server \
             libwebsockets-test-client:libwebsockets-test-server chromium:chromium; do
   cmd=${pair%%:*}; pkg=${pair#*:}
@@ -18,3 +19,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q 'websockets>=12'
+# HTTP/2 clients of tests/h2_python/: the h2 library (RFC 8441 WebSockets) and httpx.
+python3 -c 'import h2, httpx' 2>/dev/null || python3 -m pip install -q 'h2>=4.1' 'httpx[http2]>=0.27'
