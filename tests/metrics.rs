@@ -1,7 +1,7 @@
 //! The Prometheus figures against what really happened (DESIGN.md section 7): WebSocket
-//! bytes in both directions, the workers' resident memory, and what becomes of lwsd
-//! when its metrics address is taken (by default: serve without metrics; given by
-//! name: refuse to start).
+//! bytes in both directions, the workers' resident memory, the HTTP/2 series, and what
+//! becomes of lwsd when its metrics address is taken (by default: serve without
+//! metrics; given by name: refuse to start).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,6 +21,77 @@ fn wait_metric(l: &Lwsd, series: &str, want: f64) -> Option<f64> {
             return v;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until `series` reads at least `min`; its last value.
+fn wait_metric_at_least(l: &Lwsd, series: &str, min: f64) -> Option<f64> {
+    let t = Instant::now();
+    loop {
+        let v = metric(&l.metrics(), series);
+        if v.is_some_and(|v| v >= min) || t.elapsed() > Duration::from_secs(5) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every HTTP/2 series is on the page from the start, at 0, so dashboards and alerts
+/// see them before the first h2 connection: the per-worker ones for each worker, the
+/// reset counters for both sides and every RFC 9113 section 7 code name, the GOAWAY
+/// counter for every code.
+#[test]
+fn h2_series_exist_at_zero() {
+    let l = Lwsd::start(&["-j", "2"]);
+    let m = l.metrics();
+    for w in 0..2 {
+        for name in [
+            "lwsd_h2_connections",
+            "lwsd_h2_connections_total",
+            "lwsd_h2_streams_total",
+            "lwsd_h2_websockets_total",
+        ] {
+            let series = format!("{name}{{worker=\"{w}\"}}");
+            assert_eq!(metric(&m, &series), Some(0.0), "{series} in\n{m}");
+        }
+    }
+    for code in lwsd_proto::H2_ERROR_CODES {
+        for by in ["peer", "server"] {
+            let series = format!("lwsd_h2_streams_reset_total{{by=\"{by}\",code=\"{code}\"}}");
+            assert_eq!(metric(&m, &series), Some(0.0), "{series} in\n{m}");
+        }
+        let series = format!("lwsd_h2_goaway_sent_total{{code=\"{code}\"}}");
+        assert_eq!(metric(&m, &series), Some(0.0), "{series} in\n{m}");
+    }
+    for t in [
+        "# TYPE lwsd_h2_connections gauge",
+        "# TYPE lwsd_h2_connections_total counter",
+        "# TYPE lwsd_h2_streams_reset_total counter",
+        "# TYPE lwsd_h2_goaway_sent_total counter",
+    ] {
+        assert!(m.lines().any(|l| l == t), "missing `{t}` in\n{m}");
+    }
+}
+
+/// An h2c request with prior knowledge (RFC 9113 section 3.3) counts one HTTP/2
+/// connection and one stream.
+#[test]
+#[ignore = "needs the h2 carrier"]
+fn h2_prior_knowledge_get_is_counted() {
+    let l = Lwsd::start(&["-j", "1"]);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "--max-time", "10"])
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/", l.port))
+        .output()
+        .expect("curl (scripts/install-deps.sh installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{out:?}");
+    for series in [
+        "lwsd_h2_connections_total{worker=\"0\"}",
+        "lwsd_h2_streams_total{worker=\"0\"}",
+    ] {
+        let v = wait_metric_at_least(&l, series, 1.0);
+        assert!(v.is_some_and(|v| v >= 1.0), "{series}: {v:?}");
     }
 }
 

@@ -25,7 +25,7 @@ pub mod msg;
 
 pub use fdpass::{recv, send};
 pub use msg::{
-    BusMessage, DecodeError, EncodeError, FromWorker, MAX_BUS_CHANNEL, MAX_BUS_PAYLOAD,
-    MAX_FDS_PER_MSG, MAX_MSG_SIZE, MAX_TICKET_KEYS, NewConn, PeerAddr, TLS_FAILURE_REASONS,
-    TicketKey, ToWorker, WorkerStats,
+    BusMessage, DecodeError, EncodeError, FromWorker, H2_CODES, H2_ERROR_CODES, MAX_BUS_CHANNEL,
+    MAX_BUS_PAYLOAD, MAX_FDS_PER_MSG, MAX_MSG_SIZE, MAX_TICKET_KEYS, NewConn, PeerAddr,
+    TLS_FAILURE_REASONS, TicketKey, ToWorker, WorkerStats,
 };

@@ -42,7 +42,7 @@ use std::fmt;
 pub const MAGIC: [u8; 2] = *b"LW";
 /// Wire version; bumped on any incompatible change. Supervisor and workers are the same
 /// binary, so a mismatch means a corrupted or foreign packet, and it is rejected.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Magic + version + type.
 pub const HEADER_LEN: usize = 4;
 
@@ -84,8 +84,18 @@ const TAG_V4: u8 = 4;
 const TAG_V6: u8 = 6;
 
 /// Encoded size of one [`WorkerStats`].
-const STATS_LEN: usize =
-    4 + 8 + 8 + 5 * 8 + 4 + 4 * 8 + 3 * 8 + 2 * 8 + TLS_FAILURE_REASONS.len() * 8;
+const STATS_LEN: usize = 4
+    + 8
+    + 8
+    + 5 * 8
+    + 4
+    + 4 * 8
+    + 3 * 8
+    + 2 * 8
+    + TLS_FAILURE_REASONS.len() * 8
+    + 4
+    + 3 * 8
+    + 3 * H2_CODES * 8;
 
 /// The reasons a TLS connection fails, as the `reason` label of
 /// `lwsd_tls_handshake_failures_total` (the worker's `TlsError::reason`); a reason not
@@ -109,6 +119,40 @@ pub const TLS_FAILURE_REASONS: [&str; 17] = [
     "misuse",
     "other",
 ];
+
+/// HTTP/2 error codes by name (RFC 9113 section 7): index `i` is code `i` for
+/// 0x0..=0xd, and the last entry, `unknown`, counts every other code (RFC 9113 section 7:
+/// unknown codes must not trigger special behaviour, but they are still counted). The
+/// `code` label of `lwsd_h2_streams_reset_total` and `lwsd_h2_goaway_sent_total`, and
+/// the wire order of [`WorkerStats::h2_rst_rx`], `h2_rst_tx` and `h2_goaway_tx`.
+pub const H2_ERROR_CODES: [&str; 15] = [
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
+    "INTERNAL_ERROR",
+    "FLOW_CONTROL_ERROR",
+    "SETTINGS_TIMEOUT",
+    "STREAM_CLOSED",
+    "FRAME_SIZE_ERROR",
+    "REFUSED_STREAM",
+    "CANCEL",
+    "COMPRESSION_ERROR",
+    "CONNECT_ERROR",
+    "ENHANCE_YOUR_CALM",
+    "INADEQUATE_SECURITY",
+    "HTTP_1_1_REQUIRED",
+    "unknown",
+];
+
+/// Entries of [`H2_ERROR_CODES`] (the known codes and `unknown`).
+pub const H2_CODES: usize = H2_ERROR_CODES.len();
+
+/// Index in [`H2_ERROR_CODES`] of the HTTP/2 error code `code`.
+fn h2_code_index(code: u32) -> usize {
+    usize::try_from(code)
+        .ok()
+        .filter(|&i| i < H2_CODES - 1)
+        .unwrap_or(H2_CODES - 1)
+}
 
 /// Most session-ticket keys in one `TicketKeys` message: the current key and the older
 /// ones kept so tickets sealed before a rotation still open (the supervisor keeps 3).
@@ -232,6 +276,20 @@ pub struct WorkerStats {
     pub tls_handshakes: u64,
     /// TLS connections that failed, by [`TLS_FAILURE_REASONS`] index.
     pub tls_failures: [u64; TLS_FAILURE_REASONS.len()],
+    /// HTTP/2 connections open now (a gauge).
+    pub h2_conns: u32,
+    /// HTTP/2 connections started (prior knowledge, `Upgrade: h2c` or ALPN `h2`).
+    pub h2_conns_total: u64,
+    /// HTTP/2 request streams opened.
+    pub h2_streams_total: u64,
+    /// RFC 8441 WebSocket streams accepted.
+    pub h2_websockets_total: u64,
+    /// RST_STREAM frames received from peers, by [`H2_ERROR_CODES`] index.
+    pub h2_rst_rx: [u64; H2_CODES],
+    /// RST_STREAM frames sent, by [`H2_ERROR_CODES`] index.
+    pub h2_rst_tx: [u64; H2_CODES],
+    /// GOAWAY frames sent, by [`H2_ERROR_CODES`] index.
+    pub h2_goaway_tx: [u64; H2_CODES],
 }
 
 impl WorkerStats {
@@ -243,6 +301,21 @@ impl WorkerStats {
             .position(|r| *r == reason)
             .unwrap_or(TLS_FAILURE_REASONS.len() - 1);
         self.tls_failures[i] += 1;
+    }
+
+    /// Counts a RST_STREAM received with error `code` (codes past 0xd: `unknown`).
+    pub fn count_h2_rst_rx(&mut self, code: u32) {
+        self.h2_rst_rx[h2_code_index(code)] += 1;
+    }
+
+    /// Counts a RST_STREAM sent with error `code` (codes past 0xd: `unknown`).
+    pub fn count_h2_rst_tx(&mut self, code: u32) {
+        self.h2_rst_tx[h2_code_index(code)] += 1;
+    }
+
+    /// Counts a GOAWAY sent with error `code` (codes past 0xd: `unknown`).
+    pub fn count_h2_goaway_tx(&mut self, code: u32) {
+        self.h2_goaway_tx[h2_code_index(code)] += 1;
     }
 }
 
@@ -488,6 +561,18 @@ impl FromWorker {
                 for v in s.tls_failures {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
+                out.extend_from_slice(&s.h2_conns.to_le_bytes());
+                for v in [s.h2_conns_total, s.h2_streams_total, s.h2_websockets_total] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                for v in s
+                    .h2_rst_rx
+                    .iter()
+                    .chain(&s.h2_rst_tx)
+                    .chain(&s.h2_goaway_tx)
+                {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
                 Ok(())
             }
             FromWorker::Bus(m) => m.encode(T_BUS_FROM, out),
@@ -511,10 +596,7 @@ impl FromWorker {
                 let live_conns = r.u32()?;
                 let accepted_total = r.u64()?;
                 let closed_total = r.u64()?;
-                let mut http_requests_total = [0u64; 5];
-                for v in &mut http_requests_total {
-                    *v = r.u64()?;
-                }
+                let http_requests_total = r.u64s()?;
                 FromWorker::Stats(WorkerStats {
                     live_conns,
                     accepted_total,
@@ -530,13 +612,14 @@ impl FromWorker {
                     rss_bytes: r.u64()?,
                     conns_lost_emfile: r.u64()?,
                     tls_handshakes: r.u64()?,
-                    tls_failures: {
-                        let mut f = [0u64; TLS_FAILURE_REASONS.len()];
-                        for v in &mut f {
-                            *v = r.u64()?;
-                        }
-                        f
-                    },
+                    tls_failures: r.u64s()?,
+                    h2_conns: r.u32()?,
+                    h2_conns_total: r.u64()?,
+                    h2_streams_total: r.u64()?,
+                    h2_websockets_total: r.u64()?,
+                    h2_rst_rx: r.u64s()?,
+                    h2_rst_tx: r.u64s()?,
+                    h2_goaway_tx: r.u64s()?,
                 })
             }
             T_BUS_FROM => FromWorker::Bus(BusMessage::decode_body(&mut r)?),
@@ -648,6 +731,14 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(*self.array()?))
+    }
+
+    fn u64s<const N: usize>(&mut self) -> Result<[u64; N], DecodeError> {
+        let mut a = [0u64; N];
+        for v in &mut a {
+            *v = self.u64()?;
+        }
+        Ok(a)
     }
 
     fn finish(self) -> Result<(), DecodeError> {
@@ -877,11 +968,68 @@ mod tests {
             conns_lost_emfile: 12,
             tls_handshakes: 11,
             tls_failures: std::array::from_fn(|i| 100 + i as u64),
+            h2_conns: u32::MAX - 2,
+            h2_conns_total: 13,
+            h2_streams_total: u64::MAX - 2,
+            h2_websockets_total: 14,
+            h2_rst_rx: std::array::from_fn(|i| 200 + i as u64),
+            h2_rst_tx: std::array::from_fn(|i| 300 + i as u64),
+            h2_goaway_tx: std::array::from_fn(|i| 400 + i as u64),
         };
         rt_from(FromWorker::Stats(max));
         let mut buf = Vec::new();
         FromWorker::Stats(max).encode(&mut buf).unwrap();
         assert_eq!(buf.len(), HEADER_LEN + STATS_LEN);
+        // The h2 figures close the message, in declaration order: the gauge, the three
+        // totals, then the RST received, RST sent and GOAWAY sent arrays.
+        let h2 = &buf[buf.len() - (4 + 3 * 8 + 3 * H2_CODES * 8)..];
+        assert_eq!(h2[..4], (u32::MAX - 2).to_le_bytes());
+        assert_eq!(h2[4..12], 13u64.to_le_bytes());
+        assert_eq!(h2[28..36], 200u64.to_le_bytes());
+        assert_eq!(h2[28 + H2_CODES * 8..][..8], 300u64.to_le_bytes());
+        assert_eq!(
+            h2[h2.len() - 8..],
+            (400 + H2_CODES as u64 - 1).to_le_bytes()
+        );
+    }
+
+    #[test]
+    fn h2_error_codes_are_counted_by_name() {
+        // RFC 9113 section 7: the names of codes 0x0..=0xd, in code order.
+        assert_eq!(H2_ERROR_CODES[0x8], "CANCEL");
+        assert_eq!(H2_ERROR_CODES[0xb], "ENHANCE_YOUR_CALM");
+        assert_eq!(H2_ERROR_CODES[0xd], "HTTP_1_1_REQUIRED");
+        let mut s = WorkerStats::default();
+        s.count_h2_rst_rx(0x8);
+        s.count_h2_rst_rx(0x8);
+        s.count_h2_rst_tx(0x7);
+        s.count_h2_goaway_tx(0x0);
+        s.count_h2_goaway_tx(0xb);
+        // Codes past 0xd (RFC 9113 section 7: unknown codes are not an error) count as
+        // `unknown`.
+        for code in [0xe, 0x100, u32::MAX] {
+            s.count_h2_rst_rx(code);
+            s.count_h2_rst_tx(code);
+            s.count_h2_goaway_tx(code);
+        }
+        let unknown = H2_CODES - 1;
+        assert_eq!(H2_ERROR_CODES[unknown], "unknown");
+        let nonzero = |a: [u64; H2_CODES]| {
+            a.iter()
+                .enumerate()
+                .filter(|(_, v)| **v != 0)
+                .map(|(i, v)| (H2_ERROR_CODES[i], *v))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(nonzero(s.h2_rst_rx), [("CANCEL", 2), ("unknown", 3)]);
+        assert_eq!(
+            nonzero(s.h2_rst_tx),
+            [("REFUSED_STREAM", 1), ("unknown", 3)]
+        );
+        assert_eq!(
+            nonzero(s.h2_goaway_tx),
+            [("NO_ERROR", 1), ("ENHANCE_YOUR_CALM", 1), ("unknown", 3)]
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! series of the same name, which would make every `sum()` count twice.
 //!
 //! Counters stay monotonic across worker restarts: the supervisor adds the last snapshot
-//! of each dead incarnation into a per-index base, and exports base + current.
+//! of each dead incarnation into a per-index base, and exports base + current. The HTTP/2
+//! reset and GOAWAY counters are summed over all workers instead (their labels are
+//! already many): each snapshot adds what it grew by since the previous one of the same
+//! process, so they stay monotonic across restarts too.
 //! CPU and loop-stall time are floats in seconds and exported as gauges
 //! (`lwsd_worker_cpu_seconds`), because the `metrics` crate's counters are integers.
 //!
@@ -22,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use lwsd_proto::WorkerStats;
+use lwsd_proto::{H2_CODES, H2_ERROR_CODES, WorkerStats};
 use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
@@ -73,6 +76,30 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         "lwsd_tls_handshake_failures_total",
         "TLS connections that failed, by reason (bad_record, no_shared_cipher, protocol_version, no_certificate, bad_certificate, plain_http, timeout, eof, ...).",
+    ),
+    (
+        "lwsd_h2_connections",
+        "HTTP/2 connections currently open in a worker.",
+    ),
+    (
+        "lwsd_h2_connections_total",
+        "HTTP/2 connections a worker started (prior knowledge, Upgrade: h2c, ALPN h2).",
+    ),
+    (
+        "lwsd_h2_streams_total",
+        "HTTP/2 request streams a worker opened.",
+    ),
+    (
+        "lwsd_h2_websockets_total",
+        "WebSockets over HTTP/2 (RFC 8441 extended CONNECT) a worker accepted.",
+    ),
+    (
+        "lwsd_h2_streams_reset_total",
+        "HTTP/2 streams reset (RST_STREAM) over all workers, by who reset them (peer: received, server: sent) and error code (RFC 9113 section 7 names, unknown for others).",
+    ),
+    (
+        "lwsd_h2_goaway_sent_total",
+        "HTTP/2 GOAWAY frames sent over all workers, by error code (RFC 9113 section 7 names, unknown for others).",
     ),
     (
         "lwsd_worker_loop_stall_seconds",
@@ -135,13 +162,31 @@ pub struct WorkerSeries {
     tls_handshakes: Counter,
     lost_emfile: Counter,
     tls_failures: [Counter; lwsd_proto::TLS_FAILURE_REASONS.len()],
+    h2_active: Gauge,
+    h2_conns: Counter,
+    h2_streams: Counter,
+    h2_websockets: Counter,
+    h2_sums: H2Sums,
     stall: Gauge,
     cpu: Gauge,
     rss: Gauge,
     pub restarts: Counter,
-    /// Counters of previous processes at this index (their last snapshot).
+    /// Counters of previous processes at this index (their last snapshot; the h2 reset
+    /// and GOAWAY arrays stay zero here, [`H2Sums`] has them).
     base: WorkerStats,
     current: WorkerStats,
+}
+
+/// The HTTP/2 reset and GOAWAY counters by [`H2_ERROR_CODES`] index, one set shared by
+/// every worker's series (the handles point at the same values).
+#[derive(Clone)]
+struct H2Sums {
+    /// `lwsd_h2_streams_reset_total{by="peer"}`.
+    rst_rx: [Counter; H2_CODES],
+    /// `lwsd_h2_streams_reset_total{by="server"}`.
+    rst_tx: [Counter; H2_CODES],
+    /// `lwsd_h2_goaway_sent_total`.
+    goaway_tx: [Counter; H2_CODES],
 }
 
 /// The supervisor's metrics: the recorder, its render handle and the series handles.
@@ -188,6 +233,28 @@ impl Metrics {
         let g = |name, labels: &[(&'static str, String)]| {
             rec.register_gauge(&key(name, labels), &METADATA)
         };
+        let h2_code = |name, by: Option<&str>| -> [Counter; H2_CODES] {
+            std::array::from_fn(|k| {
+                let code = ("code", H2_ERROR_CODES[k].to_owned());
+                match by {
+                    Some(by) => c(name, &[("by", by.to_owned()), code]),
+                    None => c(name, &[code]),
+                }
+            })
+        };
+        let h2_sums = H2Sums {
+            rst_rx: h2_code("lwsd_h2_streams_reset_total", Some("peer")),
+            rst_tx: h2_code("lwsd_h2_streams_reset_total", Some("server")),
+            goaway_tx: h2_code("lwsd_h2_goaway_sent_total", None),
+        };
+        for h in h2_sums
+            .rst_rx
+            .iter()
+            .chain(&h2_sums.rst_tx)
+            .chain(&h2_sums.goaway_tx)
+        {
+            h.absolute(0);
+        }
         let series = (0..workers)
             .map(|i| {
                 let w = [("worker", i.to_string())];
@@ -222,6 +289,11 @@ impl Metrics {
                             ],
                         )
                     }),
+                    h2_active: g("lwsd_h2_connections", &w),
+                    h2_conns: c("lwsd_h2_connections_total", &w),
+                    h2_streams: c("lwsd_h2_streams_total", &w),
+                    h2_websockets: c("lwsd_h2_websockets_total", &w),
+                    h2_sums: h2_sums.clone(),
                     stall: g("lwsd_worker_loop_stall_seconds", &w),
                     cpu: g("lwsd_worker_cpu_seconds", &w),
                     rss: g("lwsd_worker_resident_memory_bytes", &w),
@@ -262,6 +334,18 @@ impl Metrics {
 impl WorkerSeries {
     /// A new snapshot from the live process at this index.
     pub fn update(&mut self, s: &WorkerStats) {
+        // The summed series take this process's growth since its previous snapshot (a
+        // new process starts from the zeroed `current` left by `process_exited`).
+        let c = &self.current;
+        for (sums, new, old) in [
+            (&self.h2_sums.rst_rx, &s.h2_rst_rx, &c.h2_rst_rx),
+            (&self.h2_sums.rst_tx, &s.h2_rst_tx, &c.h2_rst_tx),
+            (&self.h2_sums.goaway_tx, &s.h2_goaway_tx, &c.h2_goaway_tx),
+        ] {
+            for ((h, new), old) in sums.iter().zip(new).zip(old) {
+                h.increment(new.saturating_sub(*old));
+            }
+        }
         self.current = *s;
         self.publish();
     }
@@ -285,6 +369,9 @@ impl WorkerSeries {
         for (b, c) in b.tls_failures.iter_mut().zip(c.tls_failures) {
             *b = b.saturating_add(c);
         }
+        b.h2_conns_total = b.h2_conns_total.saturating_add(c.h2_conns_total);
+        b.h2_streams_total = b.h2_streams_total.saturating_add(c.h2_streams_total);
+        b.h2_websockets_total = b.h2_websockets_total.saturating_add(c.h2_websockets_total);
         b.loop_stall_ns = b.loop_stall_ns.saturating_add(c.loop_stall_ns);
         b.cpu_ns = b.cpu_ns.saturating_add(c.cpu_ns);
         self.current = WorkerStats::default();
@@ -330,7 +417,14 @@ impl WorkerSeries {
         {
             h.absolute(b.saturating_add(c));
         }
+        self.h2_conns
+            .absolute(b.h2_conns_total.saturating_add(c.h2_conns_total));
+        self.h2_streams
+            .absolute(b.h2_streams_total.saturating_add(c.h2_streams_total));
+        self.h2_websockets
+            .absolute(b.h2_websockets_total.saturating_add(c.h2_websockets_total));
         self.active.set(f64::from(c.live_conns));
+        self.h2_active.set(f64::from(c.h2_conns));
         self.ws_active.set(f64::from(c.ws_conns));
         let secs = |ns: u64| ns as f64 / 1e9;
         self.stall
@@ -466,6 +560,141 @@ mod tests {
         ] {
             assert!(body.contains(want), "missing `{want}` in\n{body}");
         }
+    }
+
+    /// The HTTP/2 families, exactly: every series present from the start (0 until
+    /// counted), per-worker ones carried over a restart as base + current, the reset and
+    /// GOAWAY counters summed over workers and incarnations without counting a snapshot
+    /// twice.
+    #[test]
+    fn h2_series_exact() {
+        let code = |name: &str| H2_ERROR_CODES.iter().position(|c| *c == name).unwrap();
+        let h2_lines = |m: &Metrics| {
+            let mut v: Vec<String> = m
+                .handle
+                .render()
+                .lines()
+                .filter(|l| l.contains(" lwsd_h2_") || l.starts_with("lwsd_h2_"))
+                .filter(|l| !l.starts_with("# HELP"))
+                .map(str::to_owned)
+                .collect();
+            v.sort();
+            v
+        };
+        let expected = |per_worker: [[u64; 4]; 2],
+                        rst_rx: &[(&str, u64)],
+                        rst_tx: &[(&str, u64)],
+                        goaway: &[(&str, u64)]| {
+            let mut v = vec![
+                "# TYPE lwsd_h2_connections gauge".to_owned(),
+                "# TYPE lwsd_h2_connections_total counter".to_owned(),
+                "# TYPE lwsd_h2_goaway_sent_total counter".to_owned(),
+                "# TYPE lwsd_h2_streams_reset_total counter".to_owned(),
+                "# TYPE lwsd_h2_streams_total counter".to_owned(),
+                "# TYPE lwsd_h2_websockets_total counter".to_owned(),
+            ];
+            for (w, vals) in per_worker.iter().enumerate() {
+                for (name, val) in [
+                    "lwsd_h2_connections",
+                    "lwsd_h2_connections_total",
+                    "lwsd_h2_streams_total",
+                    "lwsd_h2_websockets_total",
+                ]
+                .iter()
+                .zip(vals)
+                {
+                    v.push(format!("{name}{{worker=\"{w}\"}} {val}"));
+                }
+            }
+            let get = |set: &[(&str, u64)], c: &str| {
+                set.iter().find(|(n, _)| *n == c).map_or(0, |(_, v)| *v)
+            };
+            for c in H2_ERROR_CODES {
+                for (by, set) in [("peer", rst_rx), ("server", rst_tx)] {
+                    v.push(format!(
+                        "lwsd_h2_streams_reset_total{{by=\"{by}\",code=\"{c}\"}} {}",
+                        get(set, c)
+                    ));
+                }
+                v.push(format!(
+                    "lwsd_h2_goaway_sent_total{{code=\"{c}\"}} {}",
+                    get(goaway, c)
+                ));
+            }
+            v.sort();
+            v
+        };
+
+        let mut m = Metrics::new(2);
+        // Before any snapshot: every series, at 0.
+        assert_eq!(h2_lines(&m), expected([[0; 4]; 2], &[], &[], &[]));
+        for name in [
+            "lwsd_h2_connections",
+            "lwsd_h2_streams_reset_total",
+            "lwsd_h2_goaway_sent_total",
+        ] {
+            assert!(m.handle.render().contains(&format!("# HELP {name} ")));
+        }
+
+        let mut s0 = WorkerStats {
+            h2_conns: 2,
+            h2_conns_total: 5,
+            h2_streams_total: 9,
+            h2_websockets_total: 1,
+            ..WorkerStats::default()
+        };
+        s0.h2_rst_rx[code("CANCEL")] = 3;
+        s0.h2_rst_tx[code("REFUSED_STREAM")] = 1;
+        s0.h2_goaway_tx[code("ENHANCE_YOUR_CALM")] = 1;
+        m.workers[0].update(&s0);
+        // The same snapshot again adds nothing.
+        m.workers[0].update(&s0);
+
+        let mut s1 = WorkerStats {
+            h2_conns: 1,
+            h2_conns_total: 4,
+            h2_streams_total: 6,
+            ..WorkerStats::default()
+        };
+        s1.h2_rst_rx[code("CANCEL")] = 2;
+        s1.h2_rst_rx[code("unknown")] = 1;
+        s1.h2_goaway_tx[code("NO_ERROR")] = 3;
+        m.workers[1].update(&s1);
+        s1.h2_rst_rx[code("CANCEL")] = 4;
+        s1.h2_goaway_tx[code("NO_ERROR")] = 4;
+        m.workers[1].update(&s1);
+        assert_eq!(
+            h2_lines(&m),
+            expected(
+                [[2, 5, 9, 1], [1, 4, 6, 0]],
+                &[("CANCEL", 7), ("unknown", 1)],
+                &[("REFUSED_STREAM", 1)],
+                &[("NO_ERROR", 4), ("ENHANCE_YOUR_CALM", 1)],
+            )
+        );
+
+        // Worker 1 dies and its successor reports from zero: the gauge follows the new
+        // process, the counters keep what the old one counted.
+        m.workers[1].process_exited();
+        let mut s1 = WorkerStats {
+            h2_conns_total: 1,
+            h2_streams_total: 2,
+            h2_websockets_total: 2,
+            ..WorkerStats::default()
+        };
+        s1.h2_rst_rx[code("CANCEL")] = 1;
+        s1.h2_rst_tx[code("CANCEL")] = 2;
+        s1.h2_goaway_tx[code("NO_ERROR")] = 1;
+        m.workers[1].update(&s1);
+        assert_eq!(
+            h2_lines(&m),
+            expected(
+                [[2, 5, 9, 1], [0, 5, 8, 2]],
+                &[("CANCEL", 8), ("unknown", 1)],
+                &[("REFUSED_STREAM", 1), ("CANCEL", 2)],
+                &[("NO_ERROR", 5), ("ENHANCE_YOUR_CALM", 1)],
+            )
+        );
     }
 
     #[test]

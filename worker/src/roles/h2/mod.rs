@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod hpack;
