@@ -76,7 +76,6 @@ fn h2_series_exist_at_zero() {
 /// An h2c request with prior knowledge (RFC 9113 section 3.3) counts one HTTP/2
 /// connection and one stream.
 #[test]
-#[ignore = "needs the h2 carrier"]
 fn h2_prior_knowledge_get_is_counted() {
     let l = Lwsd::start(&["-j", "1"]);
     let out = std::process::Command::new("curl")

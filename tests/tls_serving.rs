@@ -289,7 +289,7 @@ fn openssl_s_client_alpn_sni_verification_and_versions() {
         "-verify_return_error",
     ];
     for (version, name) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
-        for alpn in ["http/1.1", "h2,http/1.1"] {
+        for (alpn, chosen) in [("http/1.1", "http/1.1"), ("h2,http/1.1", "h2")] {
             let out = s_client(
                 s.port,
                 &[&verify[..], &[version, "-alpn", alpn]].concat(),
@@ -299,13 +299,16 @@ fn openssl_s_client_alpn_sni_verification_and_versions() {
                 out.contains(&format!("New, {name}, Cipher is ")),
                 "{version} {alpn}: {out}"
             );
+            // RFC 9113 3.2: h2 preferred when offered.
             assert!(
-                out.contains("ALPN protocol: http/1.1"),
+                out.contains(&format!("ALPN protocol: {chosen}")),
                 "{version} {alpn}: {out}"
             );
             assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
-            assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
-            assert!(out.contains("lwsd test server"), "{out}");
+            if chosen == "http/1.1" {
+                assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+                assert!(out.contains("lwsd test server"), "{out}");
+            }
         }
         // No ALPN offered: none agreed, HTTP/1.1 served.
         let out = s_client(s.port, &[&verify[..], &[version]].concat(), GET_CLOSE);
@@ -330,18 +333,22 @@ fn openssl_s_client_alpn_sni_verification_and_versions() {
     assert!(out.contains("hostname mismatch"), "{out}");
 }
 
-/// lwsd offers only `http/1.1` (no h2 yet): a client offering `h2` alone gets the fatal
-/// `no_application_protocol` alert (120) of RFC 7301 section 3.2, in TLS 1.2 and 1.3.
+/// lwsd serves `h2` and `http/1.1`: a client offering only other protocols gets the
+/// fatal `no_application_protocol` alert (120) of RFC 7301 section 3.2, in TLS 1.2 and
+/// 1.3; one offering `h2` alone gets it.
 #[test]
-fn alpn_h2_alone_is_refused_with_no_application_protocol() {
+fn alpn_without_a_served_protocol_is_refused_with_no_application_protocol() {
     let s = Lwsd::start(&["-j", "1", "-s", "-i", "127.0.0.1"]);
     for version in ["-tls1_2", "-tls1_3"] {
-        let out = s_client(s.port, &[version, "-alpn", "h2"], GET_CLOSE);
+        let out = s_client(s.port, &[version, "-alpn", "spdy/3.1"], GET_CLOSE);
         assert!(
             out.contains("alert no application protocol") && out.contains("SSL alert number 120"),
             "{version}: {out}"
         );
         assert!(!out.contains("HTTP/1.1"), "{out}");
+        // h2 alone is served (the connection then speaks HTTP/2).
+        let out = s_client(s.port, &[version, "-alpn", "h2"], GET_CLOSE);
+        assert!(out.contains("ALPN protocol: h2"), "{version}: {out}");
     }
     assert_eq!(curl_https(s.port, &["/"])[0].0, 200);
 }

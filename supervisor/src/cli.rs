@@ -79,6 +79,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub keepalive_timeout: Option<u64>,
 
+    /// Seconds a response may make no progress (the client does not read it, or an
+    /// HTTP/2 client never opens its window) before it is abandoned [default: 60].
+    #[arg(long = "send-timeout", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub send_timeout: Option<u64>,
+
     /// Seconds a client has to send a complete request head.
     #[arg(long = "header-timeout", value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
@@ -308,6 +314,9 @@ impl Cli {
         }
         if let Some(s) = self.header_timeout {
             c.header_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.send_timeout {
+            c.send_timeout = Duration::from_secs(s);
         }
         if let Some(s) = self.body_timeout {
             c.body_timeout = Duration::from_secs(s);
@@ -543,7 +552,7 @@ mod tests {
         assert_eq!(t.identity, TlsIdentity::SelfSigned);
         assert_eq!(t.handshake_timeout, Duration::from_secs(10));
         assert_eq!((t.client_ca, t.require_client_cert), (None, false));
-        assert_eq!(t.alpn, vec![b"http/1.1".to_vec()]);
+        assert_eq!(t.alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
         let t = parse(&[
             "-s",
             "-C",

@@ -58,11 +58,31 @@ use crate::session::{SessionId, Stream};
 use crate::sink::{Extender, Sink};
 
 /// A connection's identity, stable for its life and never reused while it lives (slot
-/// plus generation).
+/// plus generation), and the stream on it: 0 for the connection itself (HTTP/1.1, a
+/// WebSocket upgraded from it), the stream id for a WebSocket carried by an HTTP/2
+/// stream (RFC 8441), so each of several WebSockets on one connection is addressed on
+/// its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     pub(crate) slot: u32,
     pub(crate) generation: u32,
+    pub(crate) stream: u32,
+}
+
+impl ConnId {
+    /// The connection `slot`/`generation`, stream 0.
+    pub(crate) const fn conn(slot: u32, generation: u32) -> ConnId {
+        ConnId {
+            slot,
+            generation,
+            stream: 0,
+        }
+    }
+
+    /// The same connection, stream `stream`.
+    pub(crate) const fn with_stream(self, stream: u32) -> ConnId {
+        ConnId { stream, ..self }
+    }
 }
 
 /// Close a connection, with a WebSocket close code (RFC 6455 7.4) and a reason.
@@ -621,10 +641,10 @@ pub struct HttpConn<'a> {
 }
 
 impl<'a> HttpConn<'a> {
-    /// The connection carrying the exchange (for [`Vhost::callback_on_writable`] from
+    /// The exchange's connection and stream (for [`Vhost::callback_on_writable`] from
     /// another callback).
     pub fn id(&self) -> ConnId {
-        self.stream.id().conn
+        self.stream.id().conn_id()
     }
 
     /// The exchange's identity: its connection and its stream on it.

@@ -34,6 +34,10 @@ pub struct WorkerConfig {
     pub h1_limits: crate::roles::h1::H1Limits,
     /// How long an idle keep-alive connection is kept (lwsws `keepalive-timeout`).
     pub keepalive_timeout: Duration,
+    /// How long a response may make no progress (the client does not read, or on
+    /// HTTP/2 never opens its flow-control window) before it is abandoned
+    /// (`--send-timeout`, nginx's `send_timeout`).
+    pub send_timeout: Duration,
     /// The protocol a WebSocket client that names none gets (`--ws-default`, lws pvo `default`).
     pub ws_default: Option<String>,
     /// Log verbosity bitfield, as lws' `-d` (1 err, 2 warn, 4 notice, 8 info, ...).
@@ -95,7 +99,8 @@ impl TlsSettings {
             client_ca: None,
             require_client_cert: false,
             handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-            alpn: vec![b"http/1.1".to_vec()],
+            // RFC 9113 3.2: h2 preferred when the client offers both.
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         }
     }
 }
@@ -115,6 +120,8 @@ impl Default for WorkerConfig {
             // nginx keepalive_timeout default: 75 s; lws' keepalive-timeout: 5 s. lwsd
             // follows lwsws's spirit for a server expected to hold many connections.
             keepalive_timeout: Duration::from_secs(60),
+            // nginx's send_timeout default.
+            send_timeout: Duration::from_secs(60),
             ws_default: None,
             log_level: 7,
             ws_max_message: crate::roles::ws::conn::DEFAULT_MAX_MESSAGE_SIZE,

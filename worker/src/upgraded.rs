@@ -130,7 +130,7 @@ impl Role for Upgraded {
         flow(self.with(cx, |s, scx| s.on_writeable(scx)))
     }
 
-    fn on_action(&mut self, cx: &mut Cx<'_>, action: ConnAction) -> Flow {
+    fn on_action(&mut self, cx: &mut Cx<'_>, _stream: u32, action: ConnAction) -> Flow {
         flow(self.with(cx, |s, scx| s.on_action(scx, action)))
     }
 

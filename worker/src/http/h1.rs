@@ -48,6 +48,8 @@ use crate::session::{Body, BodyLength, Next, NotHttp, Response, SessionCx, Sessi
 use crate::sink::Sink;
 use crate::upgraded::Upgraded;
 
+use super::h2::H2Conn;
+
 /// Size of each piece of a streamed file body. 128 KiB: large enough that a loopback
 /// client downloading at memory speed costs few syscalls per MiB, small enough that a
 /// thousand concurrent downloads hold 128 MiB at most.
@@ -280,6 +282,14 @@ fn request<B: AsRef<[u8]>>(head: &h1::RequestHead<B>, listener: u16) -> Request<
     }
 }
 
+/// The configured send timeout (`--send-timeout`, [`SEND_TIMEOUT_MS`] by default).
+fn send_timeout(cx: &Cx<'_>) -> u64 {
+    cx.app
+        .http
+        .as_ref()
+        .map_or(SEND_TIMEOUT_MS, |h| h.send_timeout_ms)
+}
+
 fn session_id(conn: ConnId) -> SessionId {
     SessionId { conn, stream: 0 }
 }
@@ -319,7 +329,7 @@ impl H1Conn {
     fn idle_deadline(&mut self, cx: &mut Cx<'_>, partial_head: bool) {
         let http = cx.app.http.as_ref().expect("http state");
         if self.answer.responding() {
-            *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
+            *cx.deadline = cx.now_ms + send_timeout(cx);
         } else if partial_head {
             let started = *self.head_started.get_or_insert(cx.now_ms);
             *cx.deadline = started + http.header_timeout_ms;
@@ -507,13 +517,106 @@ impl H1Conn {
     }
 }
 
+/// The decoded `HTTP2-Settings` of an `Upgrade: h2c` request (RFC 7540 3.2.1: exactly
+/// one, base64url without padding), or None to answer over HTTP/1.1 instead.
+fn h2c_settings(head: &RequestHeadRef<'_>) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let mut found = None;
+    for (n, v) in head.headers() {
+        if n.eq_ignore_ascii_case(b"http2-settings") {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(v);
+        }
+    }
+    let v = found?;
+    let v = v.strip_suffix(b"=").unwrap_or(v);
+    let v = v.strip_suffix(b"=").unwrap_or(v);
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v)
+        .ok()?;
+    raw.len().is_multiple_of(6).then_some(raw)
+}
+
+/// The request of an `Upgrade: h2c` as the HTTP/2 stream 1 it becomes (RFC 7540 3.2):
+/// pseudo-header fields from the request line and Host, the other fields lowercased
+/// without the HTTP/1.1 connection management ones.
+fn h2_request(head: &RequestHeadRef<'_>) -> crate::roles::h2::conn::Request {
+    let mut req = crate::roles::h2::conn::Request::default();
+    let f = &mut req.fields;
+    f.push(b":method", head.method_raw());
+    f.push(b":scheme", b"http");
+    let mut target = head.path().to_vec();
+    if let Some(q) = head.query() {
+        target.push(b'?');
+        target.extend_from_slice(q);
+    }
+    f.push(b":path", &target);
+    if let Some(h) = head.get(Hdr::Host) {
+        f.push(b":authority", h);
+    }
+    for (n, v) in head.headers() {
+        let skip = [
+            &b"host"[..],
+            b"connection",
+            b"upgrade",
+            b"http2-settings",
+            b"keep-alive",
+            b"proxy-connection",
+            b"transfer-encoding",
+            b"te",
+        ];
+        if skip.iter().any(|s| n.eq_ignore_ascii_case(s)) {
+            continue;
+        }
+        f.push(&n.to_ascii_lowercase(), v);
+    }
+    req
+}
+
 impl Default for H1Conn {
     fn default() -> Self {
         Self::new(h1::H1Limits::default(), 0)
     }
 }
 
+impl H1Conn {
+    /// `Upgrade: h2c` (RFC 7540 3.2; RFC 9113 3.1 deprecates it, curl and others
+    /// still send it): 101, then the connection is HTTP/2 and this request is stream 1.
+    fn upgrade_h2c(
+        &mut self,
+        cx: &mut Cx<'_>,
+        head: &RequestHeadRef<'_>,
+        settings: &[u8],
+    ) -> Option<Flow> {
+        let req = h2_request(head);
+        match H2Conn::upgraded(cx.app, self.listener, settings, req) {
+            Ok(h2) => {
+                cx.out.push(Bytes::from_static(
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+                ));
+                count_status(cx.app, 101);
+                self.closing = true;
+                Some(Flow::Upgrade(Box::new(h2)))
+            }
+            // Settings that do not decode: answered over HTTP/1.1 (the upgrade is
+            // optional for the server).
+            Err(_) => self.on_head(cx, head),
+        }
+    }
+}
+
 impl Role for H1Conn {
+    fn on_handshake(&mut self, cx: &mut Cx<'_>, alpn: Option<&[u8]>) -> Flow {
+        if alpn == Some(b"h2") {
+            // RFC 9113 3.2: TLS with ALPN "h2"; the client preface follows.
+            self.closing = true;
+            return Flow::Upgrade(Box::new(H2Conn::new(cx.app, self.listener)));
+        }
+        self.on_data(cx, &mut []).1
+    }
+
     fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
         let mut pos = 0;
         let mut flow = Flow::Continue;
@@ -525,6 +628,12 @@ impl Role for H1Conn {
                     self.head_started = None;
                     if head.upgrade == Some(h1::Upgrade::WebSocket) {
                         self.upgrade_websocket(cx, &head)
+                    } else if head.upgrade == Some(h1::Upgrade::H2c)
+                        && !cx.secure
+                        && !head.body.has_body()
+                        && let Some(settings) = h2c_settings(&head)
+                    {
+                        self.upgrade_h2c(cx, &head, &settings)
                     } else {
                         self.on_head(cx, &head)
                     }
@@ -540,9 +649,12 @@ impl Role for H1Conn {
                     self.h1.decline_upgrade();
                     None
                 }
-                // Prior-knowledge h2c is not served (yet): 505 as for any HTTP/2.0
-                // request line, then close (RFC 9113 3.3 leaves it to the server).
-                Event::H2Preface => Some(self.error(cx, 505)),
+                // RFC 9113 3.3: h2c with prior knowledge; the preface (not consumed)
+                // is the new role's first input.
+                Event::H2Preface => {
+                    self.closing = true;
+                    Some(Flow::Upgrade(Box::new(H2Conn::new(cx.app, self.listener))))
+                }
                 Event::Closed => {
                     self.closing = true;
                     Some(Flow::CloseAfterFlush { linger: false })
@@ -565,13 +677,13 @@ impl Role for H1Conn {
             if self.answer.failed {
                 return Flow::Abort;
             }
-            *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
+            *cx.deadline = cx.now_ms + send_timeout(cx);
             return Flow::Continue;
         }
         if self.answer.open_body.is_some() {
             // A protocol is streaming: its writeable callback follows (the loop notes
             // it after this); the stream made progress.
-            *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
+            *cx.deadline = cx.now_ms + send_timeout(cx);
             return Flow::Continue;
         }
         if self.closing {
@@ -631,7 +743,7 @@ impl Role for H1Conn {
 
     fn on_writeable(&mut self, cx: &mut Cx<'_>) -> Flow {
         let next = self.with_session(cx, |ex, scx| ex.on_writeable(scx));
-        *cx.deadline = cx.now_ms + SEND_TIMEOUT_MS;
+        *cx.deadline = cx.now_ms + send_timeout(cx);
         match self.settle(cx, next) {
             Some(fl) => fl,
             None => {
@@ -643,7 +755,7 @@ impl Role for H1Conn {
         }
     }
 
-    fn on_action(&mut self, cx: &mut Cx<'_>, action: ConnAction) -> Flow {
+    fn on_action(&mut self, cx: &mut Cx<'_>, _stream: u32, action: ConnAction) -> Flow {
         let next = self.exchange.on_action(action);
         self.settle(cx, next).unwrap_or(Flow::Continue)
     }

@@ -6,6 +6,7 @@
 //!   exchanges' protocol-neutral responses.
 
 pub mod h1;
+pub mod h2;
 
 use bytes::{Bytes, BytesMut};
 
@@ -78,6 +79,11 @@ pub struct HttpShared {
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub keepalive_ms: u64,
+    /// How long a response may make no progress (`--send-timeout`).
+    pub send_timeout_ms: u64,
+    /// The HTTP/2 frame buffer, lent to a connection during a callback (frames are
+    /// split off it as `Bytes`, so one allocation serves many connections).
+    pub frames: BytesMut,
     /// Lent to a carrier's stream while a session runs (the session gets the rest of
     /// the worker's state): taken out and put back, a move of ~100 bytes.
     writer: Option<HeadWriter>,
@@ -90,6 +96,8 @@ impl HttpShared {
             header_timeout_ms: cfg.header_timeout.as_millis() as u64,
             body_timeout_ms: cfg.body_timeout.as_millis() as u64,
             keepalive_ms: cfg.keepalive_timeout.as_millis() as u64,
+            send_timeout_ms: cfg.send_timeout.as_millis() as u64,
+            frames: BytesMut::new(),
             writer: Some(HeadWriter {
                 date: DateCache::new(),
                 server: Bytes::from(cfg.server_string.clone()),

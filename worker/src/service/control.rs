@@ -89,7 +89,7 @@ impl Loop {
             rss_bytes: process_rss_bytes(),
             ..self.app.stats.wire
         };
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = Vec::with_capacity(1024);
         if lwsd_proto::FromWorker::Stats(stats)
             .encode(&mut buf)
             .is_ok()

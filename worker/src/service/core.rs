@@ -66,6 +66,9 @@ pub struct Core {
     fresh: Vec<(u32, u32)>,
     fresh_prev: Vec<(u32, u32)>,
     members: Vec<Members>,
+    /// Connections whose role carries several sessions (HTTP/2): asked for every
+    /// protocol by [`Core::request_writeable_all`].
+    mux: Vec<ConnId>,
     factory: RoleFactory,
     /// Loop clock, ms.
     pub(super) now_ms: u64,
@@ -88,6 +91,7 @@ impl Core {
             fresh: Vec::new(),
             fresh_prev: Vec::new(),
             members: Vec::new(),
+            mux: Vec::new(),
             factory,
             now_ms: 0,
             draining: false,
@@ -119,10 +123,7 @@ impl Core {
     }
 
     fn id(&self, slot: u32) -> ConnId {
-        ConnId {
-            slot,
-            generation: self.conns[slot as usize].generation,
-        }
+        ConnId::conn(slot, self.conns[slot as usize].generation)
     }
 
     /// Whether `id` names a connection that is still open.
@@ -231,13 +232,7 @@ impl Core {
             return;
         }
         c.recv_armed = true;
-        d.recv(
-            ConnId {
-                slot,
-                generation: c.generation,
-            },
-            c.sock,
-        );
+        d.recv(ConnId::conn(slot, c.generation), c.sock);
     }
 
     /// Re-arms the reads that ended last pass and are still wanted.
@@ -359,6 +354,7 @@ impl Core {
             .session
             .receive(d.data(buf), |p| rx.extend_from_slice(p), &mut out);
         tls.queue_raw(out);
+        let h2 = tls.session.alpn() == Some(b"h2");
         if !tls.wire.is_empty() {
             self.mark_dirty(slot);
         }
@@ -371,7 +367,8 @@ impl Core {
             // The role's own deadline again (keep-alive, header timeout); output it
             // queued during the handshake goes on the flush list with the callback
             // (`settle_out`) and is sealed there.
-            self.with_role(d, app, slot, |role, cx| role.on_data(cx, &mut []).1);
+            let alpn: Option<&'static [u8]> = if h2 { Some(b"h2") } else { None };
+            self.with_role(d, app, slot, |role, cx| role.on_handshake(cx, alpn));
         }
         self.feed_pending(d, app, slot);
         if progress.peer_closed {
@@ -464,10 +461,7 @@ impl Core {
     fn stop_recv<D: Driver>(&mut self, d: &mut D, slot: u32) {
         let c = &mut self.conns[slot as usize];
         c.cancel_inflight = true;
-        d.stop_recv(ConnId {
-            slot,
-            generation: c.generation,
-        });
+        d.stop_recv(ConnId::conn(slot, c.generation));
     }
 
     fn on_send<D: Driver>(&mut self, d: &mut D, app: &mut App, slot: u32, res: i32) {
@@ -626,6 +620,9 @@ impl Core {
                 if let Some(p) = role.protocol() {
                     self.join(p, id);
                 }
+                if role.is_mux() {
+                    self.mux.push(id);
+                }
                 self.conns[slot as usize].role = role;
                 // Let the new role greet / arm its timer, then feed leftover bytes.
                 self.with_role(d, app, slot, |role, cx| role.on_data(cx, &mut []).1);
@@ -675,10 +672,7 @@ impl Core {
             if c.send_inflight || c.phase == Phase::Closing {
                 continue;
             }
-            let id = ConnId {
-                slot,
-                generation: c.generation,
-            };
+            let id = ConnId::conn(slot, c.generation);
             if let Some(tls) = c.tls.as_deref_mut() {
                 // The carrier's plaintext is sealed here, once per pass; the records
                 // are what is sent.
@@ -718,10 +712,7 @@ impl Core {
         if linger && !c.peer_eof {
             // Our FIN after the response; keep reading (and dropping) until the peer
             // closes or the linger time passes (RFC 9112 9.6).
-            let id = ConnId {
-                slot,
-                generation: c.generation,
-            };
+            let id = ConnId::conn(slot, c.generation);
             if d.shutdown_write(id, c.sock) {
                 // Counts as the write-side op in flight until it completes.
                 c.send_inflight = true;
@@ -780,10 +771,7 @@ impl Core {
             return;
         }
         let mut c = self.conns.remove(slot as usize);
-        let id = ConnId {
-            slot,
-            generation: c.generation,
-        };
+        let id = ConnId::conn(slot, c.generation);
         // No op refers to the socket or the send state any more: closing it cannot race
         // the kernel.
         d.close(id, c.sock);
@@ -874,7 +862,7 @@ impl Core {
         if !self.live_id(id) {
             return;
         }
-        self.with_role(d, app, id.slot, |role, cx| role.on_action(cx, a));
+        self.with_role(d, app, id.slot, |role, cx| role.on_action(cx, id.stream, a));
         self.check_rx_limit(d, id.slot);
         if matches!(a, ConnAction::RxFlow(true)) {
             self.feed_pending(d, app, id.slot);
@@ -883,9 +871,11 @@ impl Core {
 
     /// Asks every open connection of protocol `proto` for a `writeable` callback.
     pub fn request_writeable_all(&mut self, proto: u16) {
-        let Some(m) = self.members.get_mut(proto as usize) else {
-            return;
-        };
+        if self.members.len() <= proto as usize {
+            self.members
+                .resize_with(proto as usize + 1, Members::default);
+        }
+        let m = &mut self.members[proto as usize];
         let mut ids = std::mem::take(&mut m.ids);
         let conns = &mut self.conns;
         let mut queued = Vec::new();
@@ -903,6 +893,20 @@ impl Core {
             true
         });
         self.members[proto as usize].ids = ids;
+        // Connections carrying many sessions (HTTP/2) ask theirs.
+        let conns = &mut self.conns;
+        self.mux.retain(|id| {
+            let Some(c) = conns.get_mut(id.slot as usize) else {
+                return false;
+            };
+            if c.generation != id.generation || c.phase == Phase::Closing {
+                return false;
+            }
+            if c.phase == Phase::Open && c.role.request_writeable_protocol(proto) {
+                queued.push(id.slot);
+            }
+            true
+        });
         for slot in queued {
             self.note_writeable(slot);
         }
@@ -973,15 +977,13 @@ fn call_role<R>(
     let mut deadline = c.deadline;
     pool.lend(&mut c.out);
     let mut cx = Cx {
-        id: ConnId {
-            slot,
-            generation: c.generation,
-        },
+        id: ConnId::conn(slot, c.generation),
         out: &mut c.out,
         app,
         now_ms: clock.0,
         deadline: &mut deadline,
         draining: clock.1,
+        secure: c.tls.is_some(),
     };
     let r = f(c.role.as_mut(), &mut cx);
     (r, deadline)

@@ -97,9 +97,31 @@ pub trait Role {
     fn on_writeable(&mut self, _cx: &mut Cx<'_>) -> Flow {
         Flow::Continue
     }
-    /// Another connection's callback asked something of this one.
-    fn on_action(&mut self, _cx: &mut Cx<'_>, _action: ConnAction) -> Flow {
+    /// A callback asked something of this connection, or of its stream `stream` (a
+    /// WebSocket on an HTTP/2 stream; 0 for the connection itself).
+    fn on_action(&mut self, _cx: &mut Cx<'_>, _stream: u32, _action: ConnAction) -> Flow {
         Flow::Continue
+    }
+    /// The TLS handshake completed with ALPN protocol `alpn` (RFC 7301): a role may
+    /// switch carriers (`h2`). By default the role just greets / arms its timer.
+    fn on_handshake(&mut self, cx: &mut Cx<'_>, _alpn: Option<&[u8]>) -> Flow {
+        self.on_data(cx, &mut []).1
+    }
+    /// Ask the sessions of protocol `proto` for a `writeable` callback
+    /// (callback_on_writable_all_protocol); false when none speaks it.
+    fn request_writeable_protocol(&mut self, proto: u16) -> bool {
+        if self.protocol() == Some(proto) {
+            self.request_writeable();
+            true
+        } else {
+            false
+        }
+    }
+    /// The connection carries several sessions of possibly different protocols (an
+    /// HTTP/2 connection): the core asks it by [`Role::request_writeable_protocol`]
+    /// for every protocol.
+    fn is_mux(&self) -> bool {
+        false
     }
     /// The connection is gone (its fd is closed).
     fn on_closed(&mut self, _app: &mut crate::App, _id: ConnId) {}
@@ -155,6 +177,8 @@ pub struct Cx<'a> {
     pub deadline: &'a mut u64,
     /// The worker is draining (shutdown): finish the current exchange and close.
     pub draining: bool,
+    /// The connection is TLS (the request scheme is https; no h2c upgrade).
+    pub secure: bool,
 }
 
 /// Tunables of the loop. The defaults fit a 2-core machine serving many connections.

@@ -521,7 +521,7 @@ impl HttpExchange {
                 shared: &mut app.plugin,
                 protocol: proto,
             };
-            p.closed(&mut vh, id.conn, session);
+            p.closed(&mut vh, id.conn_id(), session);
         }
     }
 }

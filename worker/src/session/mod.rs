@@ -33,6 +33,13 @@ pub struct SessionId {
     pub stream: u32,
 }
 
+impl SessionId {
+    /// The identity plugins see for this session ([`ConnId`] with the stream).
+    pub fn conn_id(&self) -> ConnId {
+        self.conn.with_stream(self.stream)
+    }
+}
+
 /// A protocol-neutral HTTP response: the carrier adds the fields that depend on it
 /// (Date, Server, framing, connection management) and serialises it.
 #[derive(Clone, Copy, Debug)]

@@ -56,7 +56,7 @@ impl WsSession {
         self.flags.in_writeable = writeable;
         self.flags.wrote = false;
         let mut conn = Conn {
-            id: cx.id.conn,
+            id: cx.id.conn_id(),
             ws: if writeable { Some(&mut self.ws) } else { None },
             out: &mut *cx.stream,
             flags: &mut self.flags,
@@ -84,7 +84,7 @@ impl WsSession {
             return Some(self.fail(cx, Close::INTERNAL));
         };
         let mut conn = Conn {
-            id: cx.id.conn,
+            id: cx.id.conn_id(),
             ws: None,
             out: &mut *cx.stream,
             flags: &mut self.flags,
@@ -196,7 +196,7 @@ impl WsSession {
                 break;
             };
             let mut conn = Conn {
-                id: cx.id.conn,
+                id: cx.id.conn_id(),
                 ws: None,
                 out: &mut *cx.stream,
                 flags: &mut self.flags,
@@ -307,7 +307,7 @@ impl WsSession {
                     shared: &mut app.plugin,
                     protocol: self.proto,
                 };
-                proto.closed(&mut vh, id.conn, session);
+                proto.closed(&mut vh, id.conn_id(), session);
             }
         }
     }

@@ -93,7 +93,8 @@ pub struct Fields {
 }
 
 impl Fields {
-    fn push(&mut self, name: &[u8], value: &[u8]) {
+    /// Appends a field (the caller lowercases the name).
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
         let a = self.buf.len() as u32;
         self.buf.extend_from_slice(name);
         let b = self.buf.len() as u32;
@@ -683,6 +684,11 @@ impl Connection {
         // Decode first, always: the dynamic table must stay in step with the peer's
         // encoder whatever happens to the stream (4.3).
         let mut req = Request::default();
+        if is_new {
+            // Sized once: decoded fields are about twice the block (Huffman, indices).
+            req.fields.buf.reserve(block.len() * 2 + 64);
+            req.fields.spans.reserve(12);
+        }
         let mut v = Validator::new(is_new, self.limits.enable_connect);
         let r = self.decoder.decode(block, |n, val, _| {
             v.field(&mut req.fields, n, val);
@@ -930,6 +936,12 @@ impl Connection {
     pub fn stream_credit(&self, id: u32) -> usize {
         self.find(id)
             .map_or(0, |i| self.streams[i].send.available() as usize)
+    }
+
+    /// Whether the peer may still send on stream `id` (its side is open).
+    pub fn can_receive(&self, id: u32) -> bool {
+        self.find(id)
+            .is_some_and(|i| matches!(self.streams[i].state, State::Open | State::HalfClosedLocal))
     }
 
     /// Whether this side may still send on stream `id`.

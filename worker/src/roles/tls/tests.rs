@@ -986,7 +986,10 @@ fn worker_tls_from_settings() {
         w.handshake_timeout,
         crate::config::DEFAULT_TLS_HANDSHAKE_TIMEOUT
     );
-    assert_eq!(w.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    assert_eq!(
+        w.config.alpn_protocols,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
     assert!(w.session().unwrap().is_handshaking());
     let keys = KeyRotation::new().unwrap();
     w.update_tickets(keys.keys());

@@ -248,6 +248,73 @@ where
     })
 }
 
+/// A WebSocket over an HTTP/2 stream (RFC 8441 section 5): the extended CONNECT's
+/// regular fields (lowercase names). There is no Upgrade, Connection or
+/// Sec-WebSocket-Key ("not used", 5); the version (13), the subprotocol choice and the
+/// extension offer work as in RFC 6455 4.2.1. The answer is a 200 with the chosen
+/// subprotocol; errors are the same as [`server_accept`]'s.
+pub fn server_accept_h2<'h, 'p, I>(
+    headers: I,
+    enabled_protocols: &[&'p str],
+    default_protocol: Option<&'p str>,
+) -> Result<Accept<'h, 'p>, HandshakeError>
+where
+    I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+{
+    let mut version: Option<bool> = None;
+    let mut asked = false;
+    let mut chosen: Option<&'p str> = None;
+    let mut unknown = String::new();
+    let mut extensions_offer = Vec::new();
+    for (name, value) in headers {
+        if name == b"sec-websocket-version" {
+            let ok = trim(value) == b"13";
+            version = Some(version.unwrap_or(true) && ok);
+        } else if name == b"sec-websocket-protocol" {
+            for t in tokens(value) {
+                asked = true;
+                if chosen.is_some() {
+                    break;
+                }
+                match enabled_protocols.iter().find(|p| p.as_bytes() == t) {
+                    Some(p) => chosen = Some(p),
+                    None if unknown.len() + t.len() + 2 <= MAX_ERROR_BODY - 40 => {
+                        if !unknown.is_empty() {
+                            unknown.push_str(", ");
+                        }
+                        unknown.push_str(&String::from_utf8_lossy(t));
+                    }
+                    None => {}
+                }
+            }
+        } else if name == b"sec-websocket-extensions" {
+            extensions_offer.push(value);
+        }
+    }
+    if version != Some(true) {
+        return Err(HandshakeError {
+            status: 426,
+            why: Cow::Borrowed("Sec-WebSocket-Version 13 required"),
+        });
+    }
+    let (protocol, echo_protocol) = match (asked, chosen) {
+        (true, Some(p)) => (Some(p), true),
+        (true, None) => {
+            return Err(HandshakeError {
+                status: 400,
+                why: Cow::Owned(format!("no supported protocol in: {unknown}")),
+            });
+        }
+        (false, _) => (default_protocol, false),
+    };
+    Ok(Accept {
+        protocol,
+        echo_protocol,
+        accept_key: [0; 28],
+        extensions_offer,
+    })
+}
+
 /// The 101 response head (section 4.2.2 step 5), with the subprotocol and the
 /// extension answer (permessage-deflate's response value) when given.
 pub fn server_response_head(

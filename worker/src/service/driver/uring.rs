@@ -321,7 +321,7 @@ impl Driver for Uring {
                 }
                 continue;
             };
-            let conn = ConnId { slot, generation };
+            let conn = ConnId::conn(slot, generation);
             return Some(match op {
                 Op::Recv => self.recv_event(conn, res, flags),
                 Op::Send => Event::Sent { conn, res },

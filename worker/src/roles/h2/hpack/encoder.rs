@@ -10,9 +10,12 @@
 //!    by index when a table has it;
 //! 4. a field worth keeping is a literal with incremental indexing (6.2.1) and goes into
 //!    the dynamic table; not worth keeping are fields whose values rarely repeat on a
-//!    connection (`content-length`, `etag`, `last-modified`, `age`, conditional
-//!    request headers; [`worth_indexing`]) and entries over three quarters of the table,
-//!    which would flush it;
+//!    connection (`age`, ranges, conditional request headers; [`worth_indexing`]) and
+//!    entries over three quarters of the table, which would flush it. A response's
+//!    `content-length`, `etag` and `last-modified` are kept: a client that asks for a
+//!    resource again on the connection (polling, a benchmark, a page's shared assets)
+//!    gets them as one-byte indices instead of Huffman-coded literals, which is both
+//!    smaller and cheaper to produce (h2o indexes them likewise);
 //! 5. anything else is a literal without indexing (6.2.2).
 //!
 //! Strings are Huffman-coded (5.2) when that is strictly shorter. The dynamic table's
@@ -240,15 +243,12 @@ fn is_sensitive(name: &[u8], value: &[u8]) -> bool {
 }
 
 /// Whether a field's value is likely to repeat on the connection, so that a table
-/// entry pays for itself. The exceptions change with every message (lengths, entity
-/// tags, dates of resources, conditional requests' validators).
+/// entry pays for itself. The exceptions change with every message (ages, ranges,
+/// conditional requests' validators).
 pub fn worth_indexing(name: &[u8]) -> bool {
     !matches!(
         name,
-        b"content-length"
-            | b"etag"
-            | b"last-modified"
-            | b"age"
+        b"age"
             | b"if-modified-since"
             | b"if-none-match"
             | b"if-unmodified-since"

@@ -676,12 +676,22 @@ fn encoder_sensitive_fields_are_never_indexed() {
 fn encoder_skips_values_that_do_not_repeat() {
     let mut e = Encoder::new();
     e.set_huffman(false);
-    // content-length (static name 28): literal without indexing, 0000 1111 + 13.
+    // age (static name 21): literal without indexing, 0000 1111 + 6.
     assert_eq!(
-        encode(&mut e, &[("content-length", "1234")]),
-        [0x0f, 0x0d, 0x04, b'1', b'2', b'3', b'4']
+        encode(&mut e, &[("age", "1234")]),
+        [0x0f, 0x06, 0x04, b'1', b'2', b'3', b'4']
     );
     assert_eq!(e.table_len(), 0);
+    // A response's content-length (static name 28) is indexed: 01 + 28, then one byte
+    // (dynamic index 62) when the same resource is answered again.
+    assert_eq!(
+        encode(&mut e, &[("content-length", "1234")]),
+        [0x5c, 0x04, b'1', b'2', b'3', b'4']
+    );
+    assert_eq!(encode(&mut e, &[("content-length", "1234")]), [0xbe]);
+    assert_eq!(e.table_len(), 1);
+    let mut e = Encoder::new();
+    e.set_huffman(false);
     // An entry over 3/4 of the table would flush it: not indexed.
     let big = "v".repeat(4096 * 3 / 4);
     let mut d = Decoder::new(4096);
