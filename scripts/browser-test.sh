@@ -33,8 +33,9 @@ run() {
   [ $# -gt 0 ] && shift
   "$LWSD" -p "$port" -i 127.0.0.1 -j 2 -d 3 "${flags[@]}" > "$OUT/lwsd-$name.log" 2>&1 &
   PIDS+=($!)
+  # The readiness probe speaks HTTP/1.1, so lwsd's h2 counters count only Chromium.
   for _ in $(seq 100); do
-    curl -sfk -o /dev/null "$scheme://127.0.0.1:$port/" && break
+    curl -sfk --http1.1 -o /dev/null "$scheme://127.0.0.1:$port/" && break
     sleep 0.1
   done
   python3 tests/browser/demo_test.py --base-url "$scheme://127.0.0.1:$port/" \
