@@ -4,7 +4,8 @@
 set -euo pipefail
 need_apt=()
 # libwebsockets-test-server ships libwebsockets-test-client too (tests/lws_interop.rs).
-for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light openssl:openssl \
+# nghttp and h2load (nghttp2-client) drive lwsd's HTTP/2 in tests/h2_serving.rs.
+for pair in curl:curl wrk:wrk h2load:nghttp2-client nghttp:nghttp2-client nginx:nginx-light openssl:openssl \
             libwebsockets-test-server:libwebsockets-test-server \
             libwebsockets-test-client:libwebsockets-test-server chromium:chromium; do
   cmd=${pair%%:*}; pkg=${pair#*:}
