@@ -5,7 +5,8 @@ interleaved (every server once per row per round, the order turned each round), 
 with the spread, and each lwsd figure as a ratio to the references of the same round.
 
 Figure: server CPU per request, utime+stime of every server process (lwsd's supervisor
-and worker; nginx's master and worker; h2o and its neverbleed key process) from
+and worker; nginx's master and worker; h2o, its neverbleed key process and its
+backtrace helper) from
 /proc/PID/stat before and after each run, divided by the requests h2load completed
 (shared/anchors.md). Servers run on core 0 (`taskset -c 0`; lwsd's worker pins itself
 to the first core of the set it was started with), the client on core 1.
@@ -34,7 +35,8 @@ PINGs, until told to stop). RSS is user-space memory only: the kernel's socket b
 are not in it and are the same for every server.
 
 Server set-up:
-  lwsd   `lwsd -p P -j 1 -r ROOT --metrics-addr off -d 1 [-s -C CERT -K KEY]`
+  lwsd   `lwsd -p P -j 1 -r ROOT --metrics-addr off -d 1 --keepalive-timeout 600
+         [-s -C CERT -K KEY]`
   h2o    `num-threads: 1`, `max-connections: 20000`, `http2-idle-timeout: 600`, a plain
          listener (h2c: prior knowledge and Upgrade) or a TLS one (`ocsp-update-interval: 0`),
          `file.dir: ROOT`; no access log.
@@ -510,7 +512,7 @@ def profile(a, tmp, root, certs, row):
         print("# profile: perf is missing (apt-get install linux-perf)", file=sys.stderr)
         return
     tls, f = ROWS[row]
-    data = os.path.abspath(a.profile_out or f"lwsd-h2-{row}.perf.data")
+    data = os.path.abspath(a.profile_out or os.path.join(tempfile.gettempdir(), f"lwsd-h2-{row}.perf.data"))
     srv = start(a, "lwsd", tmp, root, PORTS["lwsd"], certs if tls else None)
     try:
         wpid = worker_pid(srv)
@@ -657,7 +659,7 @@ def main():
     ap.add_argument("--server-cpu", type=int, default=0, help="core the servers run on")
     ap.add_argument("--client-cpu", type=int, default=1, help="core h2load and the idle client run on")
     ap.add_argument("--profile", choices=list(ROWS), help="profile lwsd's worker on this row with perf")
-    ap.add_argument("--profile-out", help="perf data file (default lwsd-h2-ROW.perf.data)")
+    ap.add_argument("--profile-out", help="perf data file (default /tmp/lwsd-h2-ROW.perf.data)")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
     if a.quick:
