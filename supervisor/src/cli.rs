@@ -388,7 +388,7 @@ impl Cli {
     pub fn handoff(&self) -> Result<FdHandoff, String> {
         match (self.event_loop, self.fd_handoff) {
             (EventLoop::Epoll, FdHandoff::Ring) => {
-                Err("--fd-handoff ring needs io_uring workers, not --event-loop epoll".into())
+                Err("--fd-handoff ring needs io_uring, not --event-loop epoll".into())
             }
             (EventLoop::Epoll, _) => Ok(FdHandoff::Scm),
             (_, h) => Ok(h),

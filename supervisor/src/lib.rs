@@ -146,7 +146,14 @@ fn supervise(cli: &Cli) -> io::Result<()> {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
         }
     };
-    let mut sup = match ring::Supervisor::new(listeners, workers, metrics, cli.grace(), handoff) {
+    let mut sup = match ring::Supervisor::new(
+        listeners,
+        workers,
+        metrics,
+        cli.grace(),
+        handoff,
+        cli.event_loop,
+    ) {
         Ok(s) => s,
         Err(e) => {
             listen::remove_unix_sockets_of(&cli.listeners());
