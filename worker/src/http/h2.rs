@@ -577,6 +577,12 @@ impl H2Conn {
         if fed {
             self.pump(cx);
         }
+        if self.slots.is_empty() && self.slots.capacity() > 0 {
+            // Idle: nothing per stream is kept (a held connection costs its HPACK
+            // tables and little else).
+            self.slots = Vec::new();
+            self.conn.shrink_idle();
+        }
         self.set_deadline(cx);
         if self.conn.is_failed() {
             return Flow::CloseAfterFlush { linger: true };

@@ -69,6 +69,8 @@ pub struct Core {
     /// Connections whose role carries several sessions (HTTP/2): asked for every
     /// protocol by [`Core::request_writeable_all`].
     mux: Vec<ConnId>,
+    /// Connections whose flush found nothing to send and will get no completion.
+    idle_flushes: Vec<u32>,
     factory: RoleFactory,
     /// Loop clock, ms.
     pub(super) now_ms: u64,
@@ -92,6 +94,7 @@ impl Core {
             fresh_prev: Vec::new(),
             members: Vec::new(),
             mux: Vec::new(),
+            idle_flushes: Vec::new(),
             factory,
             now_ms: 0,
             draining: false,
@@ -686,6 +689,13 @@ impl Core {
                 }
                 self.send_pool.reclaim(&mut c.out);
                 if tls.wire.is_empty() {
+                    if matches!(c.phase, Phase::Flushing { .. }) && tls.done {
+                        // Nothing to send and nothing will come (the session is over: the
+                        // peer's close_notify came first, or sealing failed): no send
+                        // completion will finish the flush, so it is finished after the
+                        // pass ([`Core::finish_idle_flushes`]).
+                        self.idle_flushes.push(slot);
+                    }
                     continue;
                 }
                 tls.wire.coalesce(&mut self.coalesce_buf);
@@ -707,6 +717,18 @@ impl Core {
             // (`ops_in_flight`). Its chunks and iovecs live on the heap, so the slab
             // moving the `Conn` itself does not move them.
             unsafe { d.send(id, c.sock, &mut c.out) };
+        }
+    }
+
+    /// Finishes the flushes that had nothing left to send ([`Core::flush`]).
+    pub fn finish_idle_flushes<D: Driver>(&mut self, d: &mut D, app: &mut App) {
+        for slot in std::mem::take(&mut self.idle_flushes) {
+            if let Some(c) = self.conns.get(slot as usize)
+                && let Phase::Flushing { linger } = c.phase
+                && c.flushed()
+            {
+                self.finish_flush(d, app, slot, linger);
+            }
         }
     }
 

@@ -396,6 +396,7 @@ impl Loop {
         let d = &mut self.driver;
         self.core.rearm(d);
         self.core.flush(d);
+        self.core.finish_idle_flushes(d, &mut self.app);
         let now = self.clock();
         let next = [self.core.next_deadline(), self.app.plugin.next_timer()]
             .into_iter()

@@ -564,6 +564,16 @@ impl Connection {
             return Ok((v == Verdict::Process).then_some(i));
         }
         let mut st = self.state_of(id);
+        if let (State::Closed(Cause::EndStream | Cause::ResetRemote), Ev::Headers { .. }) = (st, ev)
+        {
+            // 5.1, closed: a peer that opens a stream it closed itself again may be
+            // answered with a connection error of type STREAM_CLOSED (h2spec's strict
+            // expectation); the identifier cannot be reused (5.1.1).
+            return Err(H2Error::connection(
+                ErrorCode::STREAM_CLOSED,
+                "HEADERS on a closed stream",
+            ));
+        }
         if st == State::Idle && matches!(ev, Ev::Headers { .. }) {
             self.ids.open_remote(sid)?;
         }
@@ -1175,6 +1185,22 @@ impl Connection {
         let last = self.ids.last_remote().get();
         if self.goaway_sent != Some(last) {
             self.goaway_frame(last, ErrorCode::NO_ERROR, b"");
+        }
+    }
+
+    /// Gives back the memory of per-stream bookkeeping once no stream is open (an idle
+    /// connection keeps only its settings, windows and HPACK tables).
+    pub fn shrink_idle(&mut self) {
+        if self.streams.is_empty() {
+            self.streams = Vec::new();
+        }
+        if self.block.is_empty() {
+            self.block = Vec::new();
+        }
+        self.names = Vec::new();
+        // Counters still queued are the carrier's to read after this callback.
+        if self.counts.is_empty() {
+            self.counts = Vec::new();
         }
     }
 

@@ -509,3 +509,19 @@ fn random_frame_soup_keeps_the_connection_sound() {
         enc = Encoder::new();
     }
 }
+
+#[test]
+fn headers_on_a_stream_closed_both_ways_is_a_connection_stream_closed() {
+    // 5.1 (closed): h2spec http2/5.1/13.
+    let mut c = Connection::new(Limits::default());
+    let mut cl = Client::new();
+    cl.get(1, "/");
+    let mut log = Log::default();
+    run(&mut c, &mut cl, &mut log).unwrap();
+    c.send_headers(1, 204, [], true).unwrap();
+    cl.get(1, "/again");
+    c.out.clear();
+    let e = run(&mut c, &mut cl, &mut log).unwrap_err();
+    assert_eq!(e.code, ErrorCode::STREAM_CLOSED);
+    assert_eq!(goaway_code(&c.out), Some(0x5));
+}
