@@ -86,6 +86,8 @@ pub struct Epoll {
     /// The fd of each connection slot (to find the socket `stop_recv` names).
     by_slot: Vec<i32>,
     sends: HashMap<i32, PendingSend>,
+    /// The iovecs of the send being made (kept for their capacity).
+    iov_buf: Vec<libc::iovec>,
     next_seq: u32,
     /// Events made by ops (sends done at once, stops) before the next wait's.
     ready: VecDeque<Event>,
@@ -122,6 +124,7 @@ impl Epoll {
             fds: Vec::new(),
             by_slot: Vec::new(),
             sends: HashMap::new(),
+            iov_buf: Vec::new(),
             next_seq: 0,
             ready: VecDeque::new(),
             reports: VecDeque::new(),
@@ -363,17 +366,21 @@ impl Driver for Epoll {
     }
 
     unsafe fn send(&mut self, conn: ConnId, sock: Sock, out: &mut OutQueue) {
-        let iov: Vec<libc::iovec> = if let Some(b) = out.single() {
-            vec![libc::iovec {
+        // The iovecs go into a vector kept for reuse: no allocation per send unless the
+        // socket is full (then the vector waits with the send, and a new one is made).
+        let mut iov = std::mem::take(&mut self.iov_buf);
+        iov.clear();
+        if let Some(b) = out.single() {
+            iov.push(libc::iovec {
                 iov_base: b.as_ptr() as *mut _,
                 iov_len: b.len(),
-            }]
+            });
         } else {
             match out.fill_iov() {
-                Some(iov) => iov.to_vec(),
+                Some(v) => iov.extend_from_slice(v),
                 None => return,
             }
-        };
+        }
         let fd = self.register(conn, sock);
         let mut p = PendingSend { iov, done: 0 };
         let res = match Self::write_some(fd, &mut p) {
@@ -388,6 +395,7 @@ impl Driver for Epoll {
             Err(_) if p.done > 0 => p.done as i32,
             Err(e) => -e,
         };
+        self.iov_buf = p.iov;
         self.ready.push_back(Event::Sent { conn, res });
     }
 
