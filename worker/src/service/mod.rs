@@ -5,7 +5,8 @@
 //! - the [`driver`]: everything io_uring (submission, completions, the provided-buffer
 //!   ring, tokens, fixed-file sockets, `MSG_RING` arrivals), behind the [`driver::Driver`]
 //!   trait of ops and normalised events (data arrived, sent n bytes, peer EOF, error,
-//!   wake, control, handoff), so an epoll backend can stand in for it;
+//!   wake, control, handoff), so the epoll backend stands in for it where io_uring is
+//!   forbidden ([`driver::AnyDriver`], `--event-loop`);
 //! - the connection [`core`]: the slab of connections, their phases, output queues and
 //!   flush policy, timers, the writeable queue and per-protocol member lists; it drives
 //!   each connection's [`Role`] (the carrier: HTTP/1.1, WebSocket) through [`Cx`] and
