@@ -4,7 +4,8 @@
 set -euo pipefail
 need_apt=()
 # libwebsockets-test-server ships libwebsockets-test-client too (tests/lws_interop.rs).
-for pair in curl:curl wrk:wrk h2load:nghttp2-client nginx:nginx-light openssl:openssl \
+# nghttp and h2load (nghttp2-client) drive lwsd's HTTP/2 in tests/h2_serving.rs.
+for pair in curl:curl wrk:wrk h2load:nghttp2-client nghttp:nghttp2-client nginx:nginx-light openssl:openssl \
             libwebsockets-test-server:libwebsockets-test-server \
             libwebsockets-test-client:libwebsockets-test-server chromium:chromium; do
   cmd=${pair%%:*}; pkg=${pair#*:}
@@ -18,5 +19,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q 'websockets>=12'
-# HTTP/2 peers for the h2 tests: frame-level scripts (hyperframe, hpack), h2, httpx.
-python3 -c 'import h2, hyperframe, hpack, httpx' 2>/dev/null || python3 -m pip install -q h2 hyperframe hpack 'httpx[http2]'
+# HTTP/2 peers for the h2 tests: frame-level scripts (tests/h2spec/h2spec.py: hyperframe,
+# hpack), h2, httpx (httpx.Client(http2=True) fails when httpx's http2 extra is missing).
+python3 -c 'import hyperframe, hpack, h2, httpx; httpx.Client(http2=True)' 2>/dev/null \
+  || python3 -m pip install -q h2 hyperframe hpack 'httpx[http2]'

@@ -14,6 +14,14 @@ person would check by eye:
     `you.worker` shown on A and on B are both present and differ;
   * with --expect-echo, a message typed into A's echo box comes back;
   * with --expect-form, B's urlencoded form posted to /formtest gets a page showing the text;
+  * with --expect-transport PROTO (e.g. h2), both pages and A's own resources (test.js,
+    test.css, ...) came over PROTO (Resource Timing's nextHopProtocol);
+  * with --metrics-url and --expect-h2-websockets, lwsd's own counters show that every
+    WebSocket the pages opened went over HTTP/2 (RFC 8441, extended CONNECT on the
+    page's connection): lwsd_h2_websockets_total is at least the number of WebSocket
+    opens the pages saw, and lwsd_h2_connections_total stays within
+    --max-h2-connections (the pages share one connection; 2 allows for one more that
+    Chromium may open, e.g. a preconnect);
   * no uncaught JavaScript exception on either page.
 
 Then it saves a full-page screenshot of A (--screenshot). Exit status 0 on success, 1 with
@@ -47,6 +55,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 
 try:
     from websockets.asyncio.client import connect as ws_connect
@@ -158,7 +167,7 @@ class Page:
         raise Failure(f"page {self.name}: {what} not seen within {timeout} s (last value: {last!r})")
 
 
-def start_chromium(binary: str, profile: str, insecure: bool) -> subprocess.Popen:
+def start_chromium(binary: str, profile: str, insecure: bool, extra: list[str]) -> subprocess.Popen:
     args = [
         binary,
         "--headless",
@@ -179,6 +188,7 @@ def start_chromium(binary: str, profile: str, insecure: bool) -> subprocess.Pope
     if insecure:
         # For https:// runs against a self-signed certificate (lwsd -s, lws --ssl).
         args.append("--ignore-certificate-errors")
+    args.extend(extra)
     args.append("about:blank")
     return subprocess.Popen(
         args,
@@ -428,11 +438,77 @@ async def check_form(b: Page) -> str:
     raise Failure(f"form: no /formtest answer showing {text!r} within {PAGE_READY_TIMEOUT_S} s (last: {seen!r:.300})")
 
 
+async def check_transport(a: Page, b: Page, want: str) -> str:
+    """Both pages, and A's same-origin resources, came over `want` (e.g. h2)."""
+    for p in (a, b):
+        got = await p.eval("lwsdDemo.transport")
+        if got != want:
+            raise Failure(f"page {p.name} loaded over {got!r}, expected {want!r}")
+    # A's resources were fetched fresh (a new profile); a cached one has no protocol.
+    res = await a.eval(
+        "performance.getEntriesByType('resource').filter(r => r.name.startsWith(location.origin))"
+        ".map(r => [r.name, r.nextHopProtocol])"
+    )
+    fetched = [(n, proto) for n, proto in res if proto]
+    wrong = [(n, proto) for n, proto in fetched if proto != want]
+    if not fetched or wrong:
+        raise Failure(f"page A's resources: expected all over {want!r}, got {res!r}")
+    return f"pages A and B and A's {len(fetched)} resources came over {want}"
+
+
+def scrape_sum(metrics_url: str, name: str) -> float:
+    """Sum over all series (workers) of counter `name` on lwsd's /metrics."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        if key.split("{", 1)[0] == name:
+            total += float(value)
+    return total
+
+
+def h2_counters(metrics_url: str) -> tuple[float, float]:
+    """lwsd's (RFC 8441 WebSockets, HTTP/2 connections) so far."""
+    return (
+        scrape_sum(metrics_url, "lwsd_h2_websockets_total"),
+        scrape_sum(metrics_url, "lwsd_h2_connections_total"),
+    )
+
+
+async def check_h2_websockets(metrics_url: str, before: tuple[float, float], opened: int, max_conns: int) -> str:
+    """Every WebSocket the pages opened was an RFC 8441 stream, on few connections:
+    lwsd's counters, less what they were before the pages opened (`before`)."""
+    if opened < 8:
+        raise Failure(f"the pages opened only {opened} WebSockets (4 per demo page expected)")
+    # Workers push their counters every 250 ms; give them a few periods.
+    deadline = time.monotonic() + 5.0
+    while True:
+        ws, conns = (now - then for now, then in zip(h2_counters(metrics_url), before))
+        if ws >= opened and 1 <= conns <= max_conns:
+            return (
+                f"lwsd counted {ws:.0f} RFC 8441 WebSockets (the pages opened {opened})"
+                f" on {conns:.0f} HTTP/2 connection(s)"
+            )
+        if time.monotonic() > deadline:
+            raise Failure(
+                f"lwsd_h2_websockets_total rose by {ws} (want >= {opened}: the pages' WebSocket opens),"
+                f" lwsd_h2_connections_total by {conns} (want 1..{max_conns})"
+            )
+        await asyncio.sleep(0.25)
+
+
 async def run(args) -> list[str]:
     url = page_url(args.base_url, args.path, args.ws_url)
     profile = tempfile.mkdtemp(prefix="lwsd-demo-chromium-")
     ballast = []  # idle connections that shift the server's load balance (see below)
-    proc = start_chromium(args.chromium, profile, args.insecure)
+    if args.expect_h2_websockets and not args.metrics_url:
+        raise Failure("--expect-h2-websockets needs --metrics-url")
+    # The counters before Chromium makes any connection.
+    h2_before = h2_counters(args.metrics_url) if args.expect_h2_websockets else (0.0, 0.0)
+    proc = start_chromium(args.chromium, profile, args.insecure, args.chromium_arg)
     report = []
 
     def ok(line: str) -> None:
@@ -447,6 +523,7 @@ async def run(args) -> list[str]:
             try:
                 a = await open_page(cdp, "A", url)
                 b = await open_page(cdp, "B", url)
+                pages = [a, b]
                 if args.expect_different_workers:
                     # The supervisor gives each connection to the least-loaded worker, so
                     # which worker a page's sockets land on is not fixed: open more pages
@@ -462,10 +539,11 @@ async def run(args) -> list[str]:
                         u = urllib.parse.urlsplit(args.base_url)
                         ballast.append(socket.create_connection((u.hostname, u.port or 80), timeout=5))
                         b = await open_page(cdp, f"B{attempt}", url)
+                        pages.append(b)
                 transport = await a.eval("lwsdDemo.transport")
                 ok(f"page {url} loaded over {transport}")
-                if args.expect_transport and transport != args.expect_transport:
-                    raise Failure(f"page A loaded over {transport!r}, expected {args.expect_transport!r}")
+                if args.expect_transport:
+                    ok(await check_transport(a, b, args.expect_transport))
                 if args.expect_ws_scheme:
                     for p in (a, b):
                         base = await p.eval("lwsdDemo.wsBase")
@@ -477,8 +555,14 @@ async def run(args) -> list[str]:
                 ok(await check_status(a, b, args.expect_different_workers))
                 if args.expect_echo:
                     ok(await check_echo(a))
+                # Counted before the form check, which takes B away from the demo.
+                opened = 0
+                for p in pages:
+                    opened += await p.eval("Object.values(lwsdDemo.links).reduce((n, l) => n + l.opens, 0)")
                 if args.expect_form:
                     ok(await check_form(b))
+                if args.expect_h2_websockets:
+                    ok(await check_h2_websockets(args.metrics_url, h2_before, opened, args.max_h2_connections))
                 for p in (a, b):
                     if p.exceptions:
                         raise Failure(f"page {p.name}: uncaught JavaScript exception(s): {p.exceptions}")
@@ -510,6 +594,14 @@ def main() -> int:
     ap.add_argument("--insecure", action="store_true", help="accept self-signed certificates (https)")
     ap.add_argument("--expect-ws-scheme", help="require the pages' WebSocket URLs to use this scheme, e.g. wss")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium", help="browser binary")
+    ap.add_argument("--chromium-arg", action="append", default=[], help="one more Chromium flag (repeatable), e.g. --disable-http2")
+    ap.add_argument("--metrics-url", help="lwsd's /metrics, e.g. http://127.0.0.1:9464/metrics")
+    ap.add_argument(
+        "--expect-h2-websockets",
+        action="store_true",
+        help="lwsd's metrics must count every WebSocket the pages opened as RFC 8441 (needs --metrics-url)",
+    )
+    ap.add_argument("--max-h2-connections", type=int, default=2, help="most HTTP/2 connections lwsd may count (default 2)")
     ap.add_argument("--timeout", type=float, default=90.0, help="overall limit in seconds")
     args = ap.parse_args()
     try:

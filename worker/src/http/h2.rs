@@ -84,7 +84,7 @@ struct Answer {
 }
 
 enum Kind {
-    Http(Box<HttpSlot>),
+    Http(HttpSlot),
     Ws(Box<WsSession>),
     /// Answered (431, 501, ...) by the carrier: only its output is left.
     Done,
@@ -503,7 +503,7 @@ impl H2Conn {
             if s.failed {
                 self.conn.reset(s.id, ErrorCode::INTERNAL_ERROR);
                 let s = self.slots.swap_remove(i);
-                end_slot(cx.app, conn_id, s);
+                let _ = end_slot(cx.app, conn_id, s);
                 continue;
             }
             let done = match &s.kind {
@@ -519,7 +519,9 @@ impl H2Conn {
                     // stop sending it).
                     self.conn.reset(s.id, ErrorCode::NO_ERROR);
                 }
-                end_slot(cx.app, conn_id, s);
+                if let Some(req) = end_slot(cx.app, conn_id, s) {
+                    self.conn.recycle(req);
+                }
                 continue;
             }
             i += 1;
@@ -638,13 +640,20 @@ fn read_piece(f: &mut FileBody, want: usize) -> Option<Bytes> {
     Some(buf.freeze())
 }
 
-/// A stream's session is over: a protocol still holding one gets `closed`.
-fn end_slot(app: &mut App, conn: ConnId, s: Slot) {
+/// A stream's session is over: a protocol still holding one gets `closed`. Returns
+/// the request, whose buffers the connection reuses.
+fn end_slot(app: &mut App, conn: ConnId, s: Slot) -> Option<h2::Request> {
     let id = SessionId { conn, stream: s.id };
     match s.kind {
-        Kind::Http(mut h) => h.exchange.end_with_closed(app, id),
-        Kind::Ws(mut w) => w.on_closed(app, id),
-        Kind::Done => {}
+        Kind::Http(mut h) => {
+            h.exchange.end_with_closed(app, id);
+            Some(h.req)
+        }
+        Kind::Ws(mut w) => {
+            w.on_closed(app, id);
+            None
+        }
+        Kind::Done => None,
     }
 }
 
@@ -853,10 +862,10 @@ impl Handler for Pass<'_, '_, '_> {
         let head_only = req.method() == b"HEAD";
         let mut slot = Slot::new(
             id,
-            Kind::Http(Box::new(HttpSlot {
+            Kind::Http(HttpSlot {
                 exchange: HttpExchange::default(),
                 req,
-            })),
+            }),
             self.cx.now_ms,
         );
         slot.a = Answer {
@@ -871,7 +880,7 @@ impl Handler for Pass<'_, '_, '_> {
             let Kind::Http(h) = k else {
                 return Next::Continue;
             };
-            let HttpSlot { exchange, req, .. } = &mut **h;
+            let HttpSlot { exchange, req, .. } = h;
             let r = request(req, listener, end_stream);
             exchange.on_head(scx, &r)
         });
@@ -939,7 +948,7 @@ impl Handler for Pass<'_, '_, '_> {
     fn reset(&mut self, _c: &mut Connection, id: u32, _code: ErrorCode) {
         if let Some(i) = self.find(id) {
             let s = self.slots.swap_remove(i);
-            end_slot(self.cx.app, self.cx.id, s);
+            let _ = end_slot(self.cx.app, self.cx.id, s);
             if *self.rr >= self.slots.len() {
                 *self.rr = 0;
             }
@@ -1176,7 +1185,7 @@ impl Role for H2Conn {
             app.stats.wire.h2_conns = app.stats.wire.h2_conns.saturating_sub(1);
         }
         for s in self.slots.drain(..) {
-            end_slot(app, id, s);
+            let _ = end_slot(app, id, s);
         }
     }
 }

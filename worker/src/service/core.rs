@@ -684,7 +684,11 @@ impl Core {
                 // are what is sent.
                 let closing = matches!(c.phase, Phase::Flushing { .. });
                 if let Err(e) = tls.seal(&mut c.out, &mut self.coalesce_buf, closing) {
-                    log(1, &format!("TLS seal failed: {e}"));
+                    // After the peer's close_notify rustls seals nothing more: expected
+                    // when a client leaves (GOAWAY and close_notify together), not an error.
+                    if !tls.session.peer_closed() {
+                        log(1, &format!("TLS seal failed: {e}"));
+                    }
                     c.out.clear();
                 }
                 self.send_pool.reclaim(&mut c.out);

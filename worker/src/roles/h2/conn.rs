@@ -241,6 +241,8 @@ pub struct Connection {
     pub error: Option<H2Error>,
     /// Lowercased response field names (reused).
     names: Vec<u8>,
+    /// Request field buffers of finished streams, reused by the next requests.
+    spare: Vec<Fields>,
 }
 
 impl Connection {
@@ -275,6 +277,7 @@ impl Connection {
             counts: Vec::new(),
             error: None,
             names: Vec::new(),
+            spare: Vec::new(),
             limits,
         };
         c.server_preface();
@@ -694,6 +697,9 @@ impl Connection {
         // Decode first, always: the dynamic table must stay in step with the peer's
         // encoder whatever happens to the stream (4.3).
         let mut req = Request::default();
+        if is_new && let Some(f) = self.spare.pop() {
+            req.fields = f;
+        }
         if is_new {
             // Sized once: decoded fields are about twice the block (Huffman, indices).
             req.fields.buf.reserve(block.len() * 2 + 64);
@@ -1188,6 +1194,16 @@ impl Connection {
         }
     }
 
+    /// A finished request: its buffers serve a later one (at most 16 kept).
+    pub fn recycle(&mut self, req: Request) {
+        let mut f = req.fields;
+        if self.spare.len() < 16 && f.buf.capacity() <= 8 * 1024 {
+            f.buf.clear();
+            f.spans.clear();
+            self.spare.push(f);
+        }
+    }
+
     /// Gives back the memory of per-stream bookkeeping once no stream is open (an idle
     /// connection keeps only its settings, windows and HPACK tables).
     pub fn shrink_idle(&mut self) {
@@ -1198,6 +1214,7 @@ impl Connection {
             self.block = Vec::new();
         }
         self.names = Vec::new();
+        self.spare = Vec::new();
         // Counters still queued are the carrier's to read after this callback.
         if self.counts.is_empty() {
             self.counts = Vec::new();
