@@ -9,6 +9,7 @@ worker) read from /proc/PID/stat before and after each run, divided by the reque
 client completed. Requests per second are printed too, but compare on CPU/request, as
 ratios against nginx and the floor measured in the same run (shared/anchors.md).
 
+`lwsd-epoll` is lwsd with its workers on the epoll backend (`--event-loop epoll`).
 `lwsd-nodefer` is lwsd with `--defer-accept 0` and `nginx-deferred` nginx (sendfile off)
 with `listen ... deferred`: TCP_DEFER_ACCEPT on and off for both, since the option alone
 moves the new-connection workload by several µs.
@@ -195,6 +196,10 @@ def main():
         ("lwsd-nodefer", lambda: Single(Server("lwsd-nodefer", [a.lwsd, "-p", "7816", "-j", str(a.workers), "-r",
                                                                 root, "--metrics-addr", "off", "-d", "1",
                                                                 "--defer-accept", "0"], 7816), all_files)),
+        # lwsd with its workers on the epoll backend (as where io_uring is forbidden).
+        ("lwsd-epoll", lambda: Single(Server("lwsd-epoll", [a.lwsd, "-p", "7818", "-j", str(a.workers), "-r",
+                                                            root, "--metrics-addr", "off", "-d", "1",
+                                                            "--event-loop", "epoll"], 7818), all_files)),
         ("floor", start_floor),
         ("nginx-sendfile-on", lambda: Single(Server("nginx-sendfile-on", nginx_conf(root, 7812, True, tmp), 7812),
                                              all_files)),

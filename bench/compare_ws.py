@@ -283,7 +283,8 @@ def main():
                     help="the floor (built with cargo when missing)")
     ap.add_argument("--jobs", default="1,2", help="lwsd -j variants to run")
     ap.add_argument("--handoffs", default="auto",
-                    help="lwsd --fd-handoff variants (auto,ring,scm); non-auto ones are named lwsd-jN-MODE")
+                    help="lwsd --fd-handoff variants (auto,ring,scm), or epoll (--event-loop epoll); "
+                         "non-auto ones are named lwsd-jN-MODE")
     ap.add_argument("--only", default="", help="comma list of: libwebsockets, floor, lwsd-j1, lwsd-j2")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
     ap.add_argument("--setup", default="5000,15000", help="A,B: set-up cost for 0->A and A->B")
@@ -313,9 +314,10 @@ def main():
         for j in filter(None, a.jobs.split(",")):
             port = 7830 + int(j) + 10 * hi
             name = f"lwsd-j{j}" if h == "auto" else f"lwsd-j{j}-{h}"
-            servers.append((name, port, lambda j=j, port=port, h=h, name=name: Server(
-                name, [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1",
-                       "--fd-handoff", h], port,
+            # `epoll`: workers on the epoll backend (--event-loop epoll, SCM_RIGHTS handoff).
+            mode = ["--event-loop", "epoll"] if h == "epoll" else ["--fd-handoff", h]
+            servers.append((name, port, lambda j=j, port=port, mode=mode, name=name: Server(
+                name, [a.lwsd, "-p", str(port), "-j", j, "--metrics-addr", "off", "-d", "1"] + mode, port,
                 settle=0.5, fd_limit=FD_LIMIT)))
     servers.append(("libwebsockets", 7829, lambda: Server(
         "libwebsockets", ["libwebsockets-test-server", "-p", "7829"], 7829,

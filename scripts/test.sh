@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lwsd's whole test suite: formatting, lints, unit and end-to-end tests against the real
-# binary, the demo page in headless Chromium (over http and https), and the Autobahn
+# binary (on the io_uring and the epoll backends), the demo page in headless Chromium (over http and https), and the Autobahn
 # WebSocket testsuite (over ws:// and wss://).
 # Installs missing test tools first (scripts/install-deps.sh). `--quick` runs the
 # Autobahn cases without compression only (301 cases instead of 517).
@@ -12,6 +12,9 @@ bash scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"; cargo test --workspace
+# The end-to-end tests again with the workers and the supervisor on epoll (the backend
+# for platforms that forbid io_uring); tests pinned to ring handoff stay on io_uring.
+echo "== end-to-end tests on the epoll backend"; LWSD_TEST_EVENT_LOOP=epoll cargo test -p lwsd
 # Every lwsd a test started (workers included) must be gone with it: a leftover holds
 # ports and CPU, and says a worker outlived its supervisor.
 sleep 1

@@ -145,6 +145,14 @@ pub struct Cli {
     #[arg(long = "fd-handoff", value_name = "MODE", value_enum, default_value_t = FdHandoff::Auto)]
     pub fd_handoff: FdHandoff,
 
+    /// The kernel interface the workers' loops run on: `uring` (io_uring), `epoll`, or
+    /// `auto`: io_uring, or epoll when io_uring is missing (ENOSYS) or forbidden
+    /// (EPERM: a seccomp policy, `kernel.io_uring_disabled`), with a log line naming the
+    /// cause. With `epoll`, connections reach the workers in SCM_RIGHTS packets
+    /// (`--fd-handoff scm`).
+    #[arg(long = "event-loop", value_name = "LOOP", value_enum, default_value_t = EventLoop::Auto)]
+    pub event_loop: EventLoop,
+
     /// TCP_DEFER_ACCEPT: a connection is accepted once its first bytes arrive (nginx's
     /// `deferred`); one silent this many seconds is accepted anyway. 0 turns it off.
     #[arg(long = "defer-accept", value_name = "SECS", default_value_t = 1,
@@ -210,6 +218,24 @@ pub enum FdHandoff {
     Auto,
     Ring,
     Scm,
+}
+
+/// `--event-loop`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventLoop {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl EventLoop {
+    pub fn for_worker(self) -> lwsd_worker::service::EventLoop {
+        match self {
+            EventLoop::Auto => lwsd_worker::service::EventLoop::Auto,
+            EventLoop::Uring => lwsd_worker::service::EventLoop::Uring,
+            EventLoop::Epoll => lwsd_worker::service::EventLoop::Epoll,
+        }
+    }
 }
 
 /// `--metrics-addr`: where the Prometheus endpoint listens, if anywhere.
@@ -352,7 +378,21 @@ impl Cli {
         }
         c.ws_deflate = !self.no_ws_deflate;
         c.tls = self.tls_settings();
+        c.event_loop = self.event_loop.for_worker();
         c
+    }
+
+    /// How connections reach the workers: `--fd-handoff`, except that workers on epoll
+    /// have no ring to send them into (SCM_RIGHTS then); an error for `--fd-handoff
+    /// ring --event-loop epoll`.
+    pub fn handoff(&self) -> Result<FdHandoff, String> {
+        match (self.event_loop, self.fd_handoff) {
+            (EventLoop::Epoll, FdHandoff::Ring) => {
+                Err("--fd-handoff ring needs io_uring, not --event-loop epoll".into())
+            }
+            (EventLoop::Epoll, _) => Ok(FdHandoff::Scm),
+            (_, h) => Ok(h),
+        }
     }
 
     /// `-s`, `-C`, `-K`, `-A`, `-v`, `--tls-handshake-timeout`.

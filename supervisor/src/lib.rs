@@ -139,14 +139,27 @@ fn supervise(cli: &Cli) -> io::Result<()> {
     for l in &listeners {
         log!(NOTICE, "listening on {:?}", l.kind);
     }
-    let mut sup =
-        match ring::Supervisor::new(listeners, workers, metrics, cli.grace(), cli.fd_handoff) {
-            Ok(s) => s,
-            Err(e) => {
-                listen::remove_unix_sockets_of(&cli.listeners());
-                return Err(e);
-            }
-        };
+    let handoff = match cli.handoff() {
+        Ok(h) => h,
+        Err(e) => {
+            listen::remove_unix_sockets(&listeners);
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+        }
+    };
+    let mut sup = match ring::Supervisor::new(
+        listeners,
+        workers,
+        metrics,
+        cli.grace(),
+        handoff,
+        cli.event_loop,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            listen::remove_unix_sockets_of(&cli.listeners());
+            return Err(e);
+        }
+    };
     if cli.ssl {
         sup.enable_session_tickets()?;
     }

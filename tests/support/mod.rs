@@ -96,10 +96,20 @@ impl Lwsd {
         panic!("lwsd exited before answering, {START_ATTEMPTS} times (args {args:?})");
     }
 
-    /// Spawns lwsd with exactly `args`, without waiting (for tests of startup errors).
+    /// Spawns lwsd with exactly `args`, without waiting (for tests of startup errors);
+    /// plus `--event-loop $LWSD_TEST_EVENT_LOOP` when that is set and `args` name no
+    /// event loop (to run the end-to-end tests on either backend), nor the ring handoff
+    /// (`--fd-handoff ring`, which only io_uring workers take: those runs stay on it).
     pub fn start_raw(args: &[&str], port: u16, metrics_port: Option<u16>) -> io::Result<Lwsd> {
         let mut cmd = Command::new(lwsd_bin());
         cmd.args(args).stdin(Stdio::null());
+        let pins_ring = args.windows(2).any(|w| w == ["--fd-handoff", "ring"]);
+        if let Some(ev) = std::env::var_os("LWSD_TEST_EVENT_LOOP")
+            && !args.contains(&"--event-loop")
+            && !pins_ring
+        {
+            cmd.arg("--event-loop").arg(ev);
+        }
         if std::env::var_os("LWSD_TEST_VERBOSE").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }

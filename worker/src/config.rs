@@ -58,6 +58,8 @@ pub struct WorkerConfig {
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// TLS on every listener (`-s`), or plain text (`None`).
     pub tls: Option<TlsSettings>,
+    /// The kernel interface the worker's loop runs on (`--event-loop`).
+    pub event_loop: crate::service::EventLoop,
 }
 
 /// TLS settings (`-s`, `-C`, `-K`, `-A`, `-v`, `--tls-handshake-timeout`); the
@@ -111,6 +113,7 @@ impl Default for WorkerConfig {
             listeners: Vec::new(),
             resource_dir: None,
             server_string: concat!("lwsd/", env!("CARGO_PKG_VERSION")).to_string(),
+            event_loop: crate::service::EventLoop::Auto,
             // nginx's client_header_timeout default is 60 s; lws uses 5 s for the whole
             // handshake. 10 s keeps slow mobile clients working while bounding slowloris.
             header_timeout: Duration::from_secs(10),

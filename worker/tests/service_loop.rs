@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lwsd_worker::App;
 use lwsd_worker::config::WorkerConfig;
-use lwsd_worker::service::{Cx, Flow, Loop, LoopConfig, Role};
+use lwsd_worker::service::{Cx, EventLoop, Flow, Loop, LoopConfig, Role};
 
 /// Echoes every byte; "quit" closes after flushing; closes after `idle_ms` idle.
 struct Echo {
@@ -48,13 +48,20 @@ fn new_loop() -> Loop {
 }
 
 fn new_loop_idle(idle_ms: u64) -> Loop {
+    new_loop_on(EventLoop::Uring, idle_ms)
+}
+
+/// An echo loop on the io_uring or the epoll driver.
+fn new_loop_on(event_loop: EventLoop, idle_ms: u64) -> Loop {
     let factory = Box::new(move |_: &mut App, _| Box::new(Echo { idle_ms }) as Box<dyn Role>);
-    Loop::new(
-        LoopConfig::default(),
-        App::new(WorkerConfig::default(), 0),
-        factory,
-    )
-    .expect("io_uring available")
+    let cfg = LoopConfig {
+        event_loop,
+        ..LoopConfig::default()
+    };
+    let l = Loop::new(cfg, App::new(WorkerConfig::default(), 0), factory)
+        .expect("event loop available");
+    assert_eq!(l.is_uring(), event_loop == EventLoop::Uring);
+    l
 }
 
 fn connect(l: &mut Loop, listener: &TcpListener) -> TcpStream {
@@ -86,7 +93,16 @@ fn drive_until(l: &mut Loop, mut done: impl FnMut(&mut Loop) -> bool) {
 
 #[test]
 fn echo_many_connections_and_large_partial_sends() {
-    let mut l = new_loop();
+    echo_many_connections_and_large_partial_sends_on(EventLoop::Uring);
+}
+
+#[test]
+fn echo_many_connections_and_large_partial_sends_epoll() {
+    echo_many_connections_and_large_partial_sends_on(EventLoop::Epoll);
+}
+
+fn echo_many_connections_and_large_partial_sends_on(ev: EventLoop) {
+    let mut l = new_loop_on(ev, ECHO_IDLE_MS);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut clients: Vec<TcpStream> = (0..50).map(|_| connect(&mut l, &listener)).collect();
     assert_eq!(l.live(), 50);
@@ -129,7 +145,16 @@ fn echo_many_connections_and_large_partial_sends() {
 
 #[test]
 fn close_after_flush_eof_and_timer() {
-    let mut l = new_loop_idle(300);
+    close_after_flush_eof_and_timer_on(EventLoop::Uring);
+}
+
+#[test]
+fn close_after_flush_eof_and_timer_epoll() {
+    close_after_flush_eof_and_timer_on(EventLoop::Epoll);
+}
+
+fn close_after_flush_eof_and_timer_on(ev: EventLoop) {
+    let mut l = new_loop_on(ev, 300);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut a = connect(&mut l, &listener);
     let b = connect(&mut l, &listener);
@@ -161,7 +186,16 @@ fn close_after_flush_eof_and_timer() {
 
 #[test]
 fn service_handle_posts_from_other_threads_while_running() {
-    let mut l = new_loop();
+    service_handle_posts_from_other_threads_while_running_on(EventLoop::Uring);
+}
+
+#[test]
+fn service_handle_posts_from_other_threads_while_running_epoll() {
+    service_handle_posts_from_other_threads_while_running_on(EventLoop::Epoll);
+}
+
+fn service_handle_posts_from_other_threads_while_running_on(ev: EventLoop) {
+    let mut l = new_loop_on(ev, ECHO_IDLE_MS);
     let h = l.handle();
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -206,10 +240,19 @@ fn service_handle_posts_from_other_threads_while_running() {
 /// re-armed recv keeps working).
 #[test]
 fn burst_beyond_the_buffer_ring_is_echoed_whole() {
+    burst_beyond_the_buffer_ring_is_echoed_whole_on(EventLoop::Uring);
+}
+
+#[test]
+fn burst_beyond_the_buffer_ring_is_echoed_whole_epoll() {
+    burst_beyond_the_buffer_ring_is_echoed_whole_on(EventLoop::Epoll);
+}
+
+fn burst_beyond_the_buffer_ring_is_echoed_whole_on(ev: EventLoop) {
     const CONNS: usize = 600;
     assert!(CONNS > LoopConfig::default().buf_count as usize);
     assert!(CONNS < LoopConfig::default().buf_max as usize);
-    let mut l = new_loop();
+    let mut l = new_loop_on(ev, ECHO_IDLE_MS);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let msg = |i: usize, round: u8| -> Vec<u8> {
         (0..1000)
@@ -253,6 +296,11 @@ fn burst_beyond_the_buffer_ring_is_echoed_whole() {
                 "round {round}: connection {i} echo wrong"
             );
         }
+    }
+    if ev == EventLoop::Epoll {
+        // (No buffer ring: every read goes through the one scratch buffer.)
+        assert_eq!(l.recv_buffers(), 0);
+        return;
     }
     assert!(
         l.app.stats.recv_enobufs > 0,
@@ -401,7 +449,12 @@ fn orphaned_control(unread_packet: bool) -> OwnedFd {
 /// is finished, not cut: its echo arrives, then an orderly EOF.
 #[test]
 fn a_worker_exits_when_its_supervisor_is_gone() {
-    for unread_packet in [false, true] {
+    for (ev, unread_packet) in [
+        (EventLoop::Uring, false),
+        (EventLoop::Uring, true),
+        (EventLoop::Epoll, false),
+        (EventLoop::Epoll, true),
+    ] {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
@@ -409,14 +462,14 @@ fn a_worker_exits_when_its_supervisor_is_gone() {
         client.write_all(b"in flight").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut l = new_loop();
+            let mut l = new_loop_on(ev, ECHO_IDLE_MS);
             l.adopt(OwnedFd::from(server), 0);
             l.set_control(orphaned_control(unread_packet));
             let _ = tx.send(l.run().map_err(|e| e.to_string()));
         });
-        let r = rx
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| panic!("loop still running (unread packet: {unread_packet})"));
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| {
+            panic!("loop still running ({ev:?}, unread packet: {unread_packet})")
+        });
         assert_eq!(r, Ok(()));
         client
             .set_read_timeout(Some(Duration::from_secs(5)))

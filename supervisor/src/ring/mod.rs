@@ -70,6 +70,7 @@ use crate::metrics::Metrics;
 
 mod accept;
 mod control;
+mod emu;
 mod handoff;
 mod lifecycle;
 mod shutdown;
@@ -244,9 +245,16 @@ enum State {
     Draining { deadline: Instant, killed: bool },
 }
 
+/// What the supervisor's ops run on: its io_uring, or epoll where io_uring is missing
+/// or forbidden ([`emu`]).
+enum Ring {
+    Uring(IoUring),
+    Emu(emu::Emu),
+}
+
 /// The supervisor loop and all it owns.
 pub struct Supervisor {
-    ring: IoUring,
+    ring: Ring,
     /// Set when a worker could not start: the supervisor stops and exits with it.
     failed: Option<String>,
     listeners: Vec<Option<Listener>>,
@@ -371,25 +379,47 @@ impl Supervisor {
         metrics: Metrics,
         grace: Duration,
         handoff: crate::cli::FdHandoff,
+        event_loop: crate::cli::EventLoop,
     ) -> io::Result<Supervisor> {
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(RING_ENTRIES)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("io_uring_setup failed ({e}); io_uring missing or forbidden?"),
-                )
-            })?;
+        let ring = match event_loop {
+            crate::cli::EventLoop::Epoll => Ring::Emu(emu::Emu::new()?),
+            mode => match IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .build(RING_ENTRIES)
+            {
+                Ok(r) => Ring::Uring(r),
+                Err(e) => match lwsd_worker::service::driver::uring_unavailable(&e) {
+                    Some(cause) if mode == crate::cli::EventLoop::Auto => {
+                        log!(WARN, "io_uring unavailable ({cause}): using epoll");
+                        Ring::Emu(emu::Emu::new()?)
+                    }
+                    _ => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "io_uring_setup failed ({e}); io_uring missing or forbidden? (--event-loop epoll runs without it)"
+                            ),
+                        ));
+                    }
+                },
+            },
+        };
         let signals = SignalFd::with_flags(
             &handled_signals(),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )?;
         let n_listeners = listeners.len();
-        let ring_handoff = match handoff {
-            crate::cli::FdHandoff::Scm => false,
-            mode => match crate::pidfd::probe()
+        let ring_handoff = match (handoff, &ring) {
+            (crate::cli::FdHandoff::Scm, _) => false,
+            (crate::cli::FdHandoff::Auto, Ring::Emu(_)) => false,
+            (crate::cli::FdHandoff::Ring, Ring::Emu(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "--fd-handoff ring needs io_uring, which is unavailable here",
+                ));
+            }
+            (mode, Ring::Uring(ring)) => match crate::pidfd::probe()
                 .and_then(|()| ring.submitter().register_files_sparse(sup_fixed_slots()))
             {
                 Ok(()) => true,
@@ -477,11 +507,19 @@ impl Supervisor {
     /// is reaped (io_uring's contract, `SubmissionQueue::push`).
     unsafe fn push(&mut self, e: &squeue::Entry) {
         loop {
+            let ring = match &mut self.ring {
+                Ring::Uring(r) => r,
+                Ring::Emu(emu) => {
+                    // SAFETY: forwarded from this function's contract.
+                    unsafe { emu.push(e) };
+                    return;
+                }
+            };
             // SAFETY: forwarded from this function's contract.
-            if unsafe { self.ring.submission().push(e) }.is_ok() {
+            if unsafe { ring.submission().push(e) }.is_ok() {
                 return;
             }
-            if let Err(err) = self.ring.submit() {
+            if let Err(err) = ring.submit() {
                 log!(ERR, "io_uring submit: {err}");
                 // EBUSY: the completion queue is full; make room and retry. The entries
                 // are reaped into `cqes` and handled by the caller's pass.
@@ -491,8 +529,13 @@ impl Supervisor {
     }
 
     fn reap(&mut self) {
-        for c in self.ring.completion() {
-            self.cqes.push((c.user_data(), c.result(), c.flags()));
+        match &mut self.ring {
+            Ring::Uring(r) => {
+                for c in r.completion() {
+                    self.cqes.push((c.user_data(), c.result(), c.flags()));
+                }
+            }
+            Ring::Emu(emu) => emu.reap(&mut self.cqes),
         }
     }
 
@@ -556,10 +599,16 @@ impl Supervisor {
                 log!(NOTICE, "all workers exited; bye");
                 return Ok(());
             }
-            let r = self.ring.submit_and_wait(1);
-            if self.ring.submission().is_empty() {
-                self.submit_refs.clear();
-            }
+            let r = match &mut self.ring {
+                Ring::Uring(ring) => {
+                    let r = ring.submit_and_wait(1);
+                    if ring.submission().is_empty() {
+                        self.submit_refs.clear();
+                    }
+                    r.map(drop)
+                }
+                Ring::Emu(emu) => emu.wait(),
+            };
             match r {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}

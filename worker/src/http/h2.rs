@@ -5,7 +5,7 @@
 //! a WebSocket session ([`WsSession`]).
 //!
 //! Output: each stream keeps what its session queued until flow control lets it go
-//! ([`Slot::pending`]); [`H2Conn::pump`] frames it into DATA, taking streams in turn
+//! (`Slot::pending`); `H2Conn::pump` frames it into DATA, taking streams in turn
 //! (round robin, one frame's worth each) while the connection window, the stream's
 //! window and the output high-water mark allow; file bodies are read piece by piece
 //! as credit comes. Everything produced while handling one recv (control answers,

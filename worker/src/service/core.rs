@@ -400,8 +400,11 @@ impl Core {
         }
         c.rx = RxBuf::default();
         self.mark_dirty(slot);
-        // Linger after the 400: the rest of the request may still be on its way.
-        self.apply(d, app, slot, Flow::CloseAfterFlush { linger: plain_http });
+        // Linger after the alert or the 400: the rest of the client's flight (a TLS 1.3
+        // client sends its request right after its Finished) may still be on its way,
+        // and arriving at a closed socket it would draw a reset that can destroy the
+        // alert unread.
+        self.apply(d, app, slot, Flow::CloseAfterFlush { linger: true });
     }
 
     /// Offers the reassembly buffer to the role again (after more bytes came, after it

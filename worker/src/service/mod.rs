@@ -5,7 +5,8 @@
 //! - the [`driver`]: everything io_uring (submission, completions, the provided-buffer
 //!   ring, tokens, fixed-file sockets, `MSG_RING` arrivals), behind the [`driver::Driver`]
 //!   trait of ops and normalised events (data arrived, sent n bytes, peer EOF, error,
-//!   wake, control, handoff), so an epoll backend can stand in for it;
+//!   wake, control, handoff), so the epoll backend stands in for it where io_uring is
+//!   forbidden ([`driver::AnyDriver`], `--event-loop`);
 //! - the connection [`core`]: the slab of connections, their phases, output queues and
 //!   flush policy, timers, the writeable queue and per-protocol member lists; it drives
 //!   each connection's [`Role`] (the carrier: HTTP/1.1, WebSocket) through [`Cx`] and
@@ -42,8 +43,9 @@ pub use crate::handle::{Posted, ServiceHandle};
 
 use self::conn::OutQueue;
 use self::core::Core;
+pub use self::driver::EventLoop;
 pub use self::driver::bufring;
-use self::driver::{Driver, Event, Sock, Uring};
+use self::driver::{AnyDriver, Driver, Event, Sock};
 pub use self::run::run_worker;
 
 /// What a role asks of the loop after an event.
@@ -218,6 +220,8 @@ pub struct LoopConfig {
     pub rx_max: usize,
     /// How long a lingering close waits for the peer's EOF.
     pub linger: Duration,
+    /// The kernel interface the loop runs on (`--event-loop`).
+    pub event_loop: EventLoop,
 }
 
 impl Default for LoopConfig {
@@ -230,6 +234,7 @@ impl Default for LoopConfig {
             buf_size: 8192,
             rx_max: 256 * 1024,
             linger: Duration::from_secs(2),
+            event_loop: EventLoop::Auto,
         }
     }
 }
@@ -239,7 +244,7 @@ pub type RoleFactory = Box<dyn FnMut(&mut crate::App, u16) -> Box<dyn Role>>;
 
 /// The service loop of one worker.
 pub struct Loop {
-    driver: Uring,
+    driver: AnyDriver,
     core: Core,
     pub app: crate::App,
     waker: Waker,
@@ -276,7 +281,7 @@ impl Loop {
     /// protocol's `init`. Errors name the cause (io_uring missing, forbidden, too old).
     pub fn new(cfg: LoopConfig, app: crate::App, factory: RoleFactory) -> io::Result<Loop> {
         let (handle, waker) = ServiceHandle::new()?;
-        let driver = Uring::new(&cfg, waker.raw_fd())?;
+        let driver = AnyDriver::new(&cfg, waker.raw_fd())?;
         let mut l = Loop {
             driver,
             core: Core::new(&cfg, factory),
@@ -306,8 +311,14 @@ impl Loop {
 
     /// Provided buffers handed to the kernel so far ([`LoopConfig::buf_count`], grown
     /// after passes that ran them dry, at most [`LoopConfig::buf_max`]).
+    /// 0 on epoll, which reads into one scratch buffer.
     pub fn recv_buffers(&self) -> u16 {
-        self.driver.recv_buffers()
+        self.driver.uring().map_or(0, |u| u.recv_buffers())
+    }
+
+    /// The loop runs on io_uring (not epoll).
+    pub fn is_uring(&self) -> bool {
+        self.driver.is_uring()
     }
 
     /// Entries in the connection timer heap (one per connection with a deadline, plus
@@ -337,14 +348,20 @@ impl Loop {
     }
 
     /// Registers a fixed-file table of `slots` entries for connections arriving by
-    /// `IORING_OP_MSG_RING` ([`Uring::enable_fixed_handoff`]).
+    /// `IORING_OP_MSG_RING` ([`driver::Uring::enable_fixed_handoff`]); an error on epoll.
     pub fn enable_fixed_handoff(&mut self, slots: u32) -> io::Result<()> {
-        self.driver.enable_fixed_handoff(slots)
+        match self.driver.uring_mut() {
+            Some(u) => u.enable_fixed_handoff(slots),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "ring handoff needs the io_uring event loop",
+            )),
+        }
     }
 
-    /// The ring's own fd: the supervisor targets it with `MSG_RING`.
-    pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.driver.ring_fd()
+    /// The ring's own fd (the supervisor targets it with `MSG_RING`); None on epoll.
+    pub fn ring_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.driver.uring().map(|u| u.ring_fd())
     }
 
     /// Takes over an accepted connection: registers it and arms its read.
@@ -403,7 +420,7 @@ impl Loop {
         while let Some(ev) = self.driver.next_event() {
             self.on_event(ev);
         }
-        self.app.stats.recv_enobufs = self.driver.recv_enobufs;
+        self.app.stats.recv_enobufs = self.driver.recv_enobufs();
         self.driver.end_pass();
         self.core.arm_fresh();
         self.core.fire_timers(&mut self.driver, &mut self.app);

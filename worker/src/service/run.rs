@@ -57,6 +57,12 @@ pub fn run_worker(
     let factory = crate::http::role_factory(&mut app)?;
     let cfg = LoopConfig {
         defer_taskrun: !ring_handoff,
+        // Connections arriving by MSG_RING need this worker's ring: the supervisor
+        // chose that handoff because io_uring works here.
+        event_loop: match app.config.event_loop {
+            super::EventLoop::Auto if ring_handoff => super::EventLoop::Uring,
+            e => e,
+        },
         ..LoopConfig::default()
     };
     let mut l = Loop::new(cfg, app, factory)?;
@@ -70,10 +76,9 @@ pub fn run_worker(
         index: index as u16,
         pid: std::process::id(),
         max_conns: max_conns(),
-        ring_fd: if ring_handoff {
-            l.ring_fd().as_raw_fd()
-        } else {
-            -1
+        ring_fd: match l.ring_fd() {
+            Some(fd) if ring_handoff => fd.as_raw_fd(),
+            _ => -1,
         },
     }
     .encode(&mut hello)

@@ -188,6 +188,8 @@ struct Entry {
     received: u64,
     /// A request head was delivered to the carrier.
     delivered: bool,
+    /// The highest the send window has been (WINDOW_UPDATEs up to it are free).
+    send_peak: i32,
 }
 
 /// Where the reading side is.
@@ -220,6 +222,8 @@ pub struct Connection {
     /// Our SETTINGS were acknowledged.
     acked: bool,
     conn_send: Window,
+    /// The highest the connection's send window has been.
+    conn_peak: i32,
     conn_recv: Window,
     conn_unacked: u32,
     /// A field block being gathered (HEADERS without END_HEADERS, then CONTINUATION).
@@ -264,6 +268,7 @@ impl Connection {
             peer: SettingsValues::default(),
             acked: false,
             conn_send: Window::new(DEFAULT_WINDOW_SIZE),
+            conn_peak: DEFAULT_WINDOW_SIZE as i32,
             conn_recv: Window::new(limits.conn_window.max(DEFAULT_WINDOW_SIZE)),
             conn_unacked: 0,
             block: Vec::new(),
@@ -356,6 +361,7 @@ impl Connection {
             content_length: None,
             received: 0,
             delivered: false,
+            send_peak: Window::new(self.peer.initial_window_size).get(),
         }
     }
 
@@ -588,17 +594,32 @@ impl Connection {
         Ok(Some(self.streams.len() - 1))
     }
 
+    /// WINDOW_UPDATE (6.9). One that only gives back what this side's DATA used (the
+    /// window does not rise above the highest it has been) is the peer's normal
+    /// answer, however finely it cuts its updates, and costs nothing; one that opens a
+    /// window further spends the idle-frame budget (a flood of tiny updates while
+    /// nothing is being sent runs it out).
     fn window_update(&mut self, w: WindowUpdate, h: &mut impl Handler) -> Result<(), H2Error> {
-        self.idle(1)?;
         if w.stream.is_zero() {
             self.conn_send.increase(w.stream, w.increment)?;
+            let now = self.conn_send.get();
+            if now > self.conn_peak {
+                self.conn_peak = now;
+                self.idle(1)?;
+            }
             h.credit(self);
             return Ok(());
         }
         let Some(i) = self.recv_on(w.stream.get(), Ev::WindowUpdate)? else {
-            return Ok(());
+            return self.idle(1);
         };
-        self.streams[i].send.increase(w.stream, w.increment)?;
+        let e = &mut self.streams[i];
+        e.send.increase(w.stream, w.increment)?;
+        let now = e.send.get();
+        if now > e.send_peak {
+            e.send_peak = now;
+            self.idle(1)?;
+        }
         h.credit(self);
         Ok(())
     }

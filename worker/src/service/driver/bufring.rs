@@ -38,6 +38,9 @@ use io_uring::types::BufRingEntry;
 #[derive(Debug)]
 pub struct RecvBuf {
     bid: u16,
+    /// A buffer of the epoll driver's own (its scratch buffer, filled by a `recv(2)` it
+    /// made), never one of a [`BufRing`]: [`BufRing::data`] refuses it.
+    scratch: bool,
     len: u32,
 }
 
@@ -53,8 +56,24 @@ impl RecvBuf {
         let bid = io_uring::cqueue::buffer_select(flags)?;
         Some(RecvBuf {
             bid,
+            scratch: false,
             len: res.max(0) as u32,
         })
+    }
+
+    /// The epoll driver's scratch buffer, filled with `len` bytes by a `recv(2)` that
+    /// has returned (so no kernel write is pending on it). Only that driver makes these.
+    pub(super) fn scratch(len: u32) -> RecvBuf {
+        RecvBuf {
+            bid: 0,
+            scratch: true,
+            len,
+        }
+    }
+
+    /// Made by [`RecvBuf::scratch`], not from a completion.
+    pub(super) fn is_scratch(&self) -> bool {
+        self.scratch
     }
 
     /// Bytes received into the buffer.
@@ -201,7 +220,7 @@ impl BufRing {
     /// takes the token, so no slice can outlive it: this borrows the ring).
     pub fn data(&mut self, buf: &RecvBuf) -> &mut [u8] {
         assert!(
-            buf.bid < self.count && buf.len <= self.size,
+            !buf.scratch && buf.bid < self.count && buf.len <= self.size,
             "buffer token from another ring"
         );
         let off = buf.bid as usize * self.size as usize;
@@ -217,6 +236,12 @@ impl BufRing {
     ///
     /// [`publish`]: BufRing::publish
     pub fn recycle(&mut self, buf: RecvBuf) {
+        if buf.scratch {
+            // Not one of ours (a token of the epoll driver): the ring must not get
+            // buffer `bid` twice.
+            debug_assert!(false, "scratch buffer recycled into a buffer ring");
+            return;
+        }
         debug_assert!(buf.bid < self.count);
         self.push_entry(buf.bid);
     }

@@ -7,21 +7,26 @@
 //! eventfd fired, the supervisor's control socket is readable, a connection was handed
 //! over. It knows nothing of phases, roles or protocols. [`Uring`] implements it with one
 //! io_uring per worker (multishot recv from a provided-buffer ring, sends and closes as
-//! ring ops, connections arriving by `IORING_OP_MSG_RING`); an epoll backend implements
-//! the same [`Driver`] trait for platforms that forbid io_uring.
+//! ring ops, connections arriving by `IORING_OP_MSG_RING`); [`Epoll`] implements the
+//! same trait for platforms that forbid io_uring; [`AnyDriver`] is whichever of the two
+//! a worker picked at start ([`EventLoop`]).
 //!
 //! Ops on a connection carry its [`ConnId`] (slot and generation): a completion for a
 //! connection that closed meanwhile names a generation the core no longer has, and the
 //! core drops it (returning its buffer).
 
+mod any;
 pub mod bufring;
+mod epoll;
 pub mod token;
 mod uring;
 
 use std::io;
 use std::time::Duration;
 
+pub use self::any::{AnyDriver, EventLoop, uring_unavailable};
 pub use self::bufring::RecvBuf;
+pub use self::epoll::Epoll;
 pub use self::uring::Uring;
 use super::output::OutQueue;
 use crate::api::ConnId;

@@ -525,3 +525,31 @@ fn headers_on_a_stream_closed_both_ways_is_a_connection_stream_closed() {
     assert_eq!(e.code, ErrorCode::STREAM_CLOSED);
     assert_eq!(goaway_code(&c.out), Some(0x5));
 }
+
+#[test]
+fn window_updates_that_give_back_sent_data_cost_nothing() {
+    // A long download answered by fine-grained WINDOW_UPDATEs (one per 1 KiB, stream
+    // and connection) must not look like a flood; updates that only open windows do.
+    let mut c = Connection::new(Limits::default());
+    let mut cl = Client::new();
+    cl.get(1, "/big");
+    run(&mut c, &mut cl, &mut Log::default()).unwrap();
+    c.send_headers(1, 200, [], false).unwrap();
+    for _ in 0..2000 {
+        c.send_data_head(1, 16_384, false).unwrap();
+        for _ in 0..16 {
+            cl.raw(Kind::WindowUpdate, 0, 1, &1024u32.to_be_bytes());
+            cl.raw(Kind::WindowUpdate, 0, 0, &1024u32.to_be_bytes());
+        }
+        run(&mut c, &mut cl, &mut Log::default()).unwrap();
+    }
+    assert!(!c.is_failed());
+    // Now a flood of updates that open the window with nothing sent (the budget is at
+    // its cap, 4,000, after the download's DATA frames refilled it).
+    for _ in 0..5000 {
+        cl.raw(Kind::WindowUpdate, 0, 0, &1u32.to_be_bytes());
+    }
+    c.out.clear();
+    let e = run(&mut c, &mut cl, &mut Log::default()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ENHANCE_YOUR_CALM);
+}
