@@ -1,7 +1,8 @@
 //! The HTTP/2 carrier's own behaviour through the real binary, driven frame by frame
 //! by scripted Python peers (`tests/h2_python`, `hyperframe` + `hpack`): the graceful
-//! two-step GOAWAY when lwsd drains (RFC 9113 6.8), and one stream's rx flow control
-//! withholding that stream's window while the connection keeps serving.
+//! two-step GOAWAY when lwsd drains (RFC 9113 6.8), one stream's rx flow control
+//! withholding that stream's window while the connection keeps serving, and the
+//! keep-alive timeout of an idle connection.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -77,4 +78,22 @@ fn a_paused_websocket_stream_withholds_its_window_while_the_connection_serves() 
     let s = Lwsd::start(&["-j", "1", "-r", d.path().to_str().unwrap()]);
     let out = python("flow.py", &[s.port.to_string()]);
     assert!(out.contains("after opening the window"), "{out}");
+}
+
+/// An idle h2 connection (its one stream answered) gets GOAWAY NO_ERROR naming that
+/// stream and is closed after `--keepalive-timeout`, not before (the per-stream
+/// bookkeeping given back after a second idle must not end it early).
+#[test]
+fn an_idle_connection_gets_goaway_after_the_keepalive_timeout() {
+    let d = docroot();
+    let s = Lwsd::start(&[
+        "-j",
+        "1",
+        "-r",
+        d.path().to_str().unwrap(),
+        "--keepalive-timeout",
+        "3",
+    ]);
+    let out = python("idle.py", &[s.port.to_string(), "3".to_string()]);
+    assert!(out.contains("goaway (1, 0,"), "{out}");
 }

@@ -53,6 +53,11 @@ const PENDING_MAX: usize = 256 * 1024;
 /// Size of each piece of a file body read (as on HTTP/1.1).
 const FILE_PIECE: usize = 128 * 1024;
 
+/// How long a connection is idle (no stream open) before its per-stream bookkeeping is
+/// given back: not at once, since a client between two batches of requests (`h2load
+/// -m 10`) would have it freed and allocated again for every batch.
+const IDLE_SHRINK_MS: u64 = 1000;
+
 /// How long the first step of a graceful GOAWAY waits for the PING answer.
 const GOAWAY_GRACE_MS: u64 = 1000;
 
@@ -364,6 +369,12 @@ pub struct H2Conn {
     /// The request that came with `Upgrade: h2c`, answered on stream 1 once running.
     upgrade_req: Option<Box<h2::Request>>,
     counted: bool,
+    /// When the last bytes arrived (the keep-alive timeout counts from here).
+    last_input: u64,
+    /// Since when no stream is open.
+    idle_since: Option<u64>,
+    /// The idle connection gave back its per-stream bookkeeping.
+    shrunk: bool,
 }
 
 impl H2Conn {
@@ -378,6 +389,9 @@ impl H2Conn {
             drain: Drain::No,
             upgrade_req: None,
             counted: false,
+            last_input: 0,
+            idle_since: None,
+            shrunk: false,
         }
     }
 
@@ -544,7 +558,10 @@ impl H2Conn {
             dl = dl.min(d);
         }
         if self.slots.is_empty() {
-            dl = dl.min(cx.now_ms + http.keepalive_ms);
+            dl = dl.min(self.last_input + http.keepalive_ms);
+            if !self.shrunk {
+                dl = dl.min(self.idle_since.unwrap_or(cx.now_ms) + IDLE_SHRINK_MS);
+            }
         }
         if let Drain::First { until } = self.drain {
             dl = dl.min(until);
@@ -579,11 +596,11 @@ impl H2Conn {
         if fed {
             self.pump(cx);
         }
-        if self.slots.is_empty() && self.slots.capacity() > 0 {
-            // Idle: nothing per stream is kept (a held connection costs its HPACK
-            // tables and little else).
-            self.slots = Vec::new();
-            self.conn.shrink_idle();
+        if self.slots.is_empty() {
+            self.idle_since.get_or_insert(cx.now_ms);
+        } else {
+            self.idle_since = None;
+            self.shrunk = false;
         }
         self.set_deadline(cx);
         if self.conn.is_failed() {
@@ -601,6 +618,7 @@ impl H2Conn {
     fn first_call(&mut self, cx: &mut Cx<'_>) {
         if !self.counted {
             self.counted = true;
+            self.last_input = cx.now_ms;
             cx.app.stats.wire.h2_conns += 1;
             cx.app.stats.wire.h2_conns_total += 1;
         }
@@ -966,6 +984,9 @@ impl Role for H2Conn {
     fn on_data(&mut self, cx: &mut Cx<'_>, data: &mut [u8]) -> (usize, Flow) {
         self.with_out(cx, |me, cx| {
             me.first_call(cx);
+            if !data.is_empty() {
+                me.last_input = cx.now_ms;
+            }
             if cx.out.len() >= OUT_HIGH_WATER {
                 // The peer does not read what is sent: take no more input for now.
                 return (0, me.settle(cx));
@@ -1016,10 +1037,18 @@ impl Role for H2Conn {
                 me.drain = Drain::Final;
             }
             if me.slots.is_empty() && me.drain == Drain::No && !me.conn.is_failed() {
-                // Idle past the keep-alive timeout: a graceful close (6.8).
-                if *cx.deadline <= now || me.conn.active() == 0 {
+                let keepalive = cx.app.http.as_ref().expect("http state").keepalive_ms;
+                if now >= me.last_input + keepalive {
+                    // Idle past the keep-alive timeout: a graceful close (6.8).
                     me.conn.close(ErrorCode::NO_ERROR, "idle timeout");
                     return Flow::CloseAfterFlush { linger: true };
+                }
+                if !me.shrunk && now >= me.idle_since.unwrap_or(now) + IDLE_SHRINK_MS {
+                    // Idle for a while: nothing per stream is kept (a held connection
+                    // costs its HPACK tables and little else).
+                    me.slots = Vec::new();
+                    me.conn.shrink_idle();
+                    me.shrunk = true;
                 }
             }
             let mut conn_stuck = false;
