@@ -24,12 +24,9 @@
 //! `send_timeout`) and its own (the keep-alive timeout when no stream is open, the
 //! second step of a graceful GOAWAY).
 
-use std::os::unix::fs::FileExt;
-use std::rc::Rc;
+use bytes::Bytes;
 
-use bytes::{Bytes, BytesMut};
-
-use super::HeadWriter;
+use super::{FileBody, HeadWriter};
 use crate::App;
 use crate::api::{ConnAction, ConnId};
 use crate::roles::h2::conn::{self as h2, Connection, Count, Handler, Limits};
@@ -60,13 +57,6 @@ const IDLE_SHRINK_MS: u64 = 1000;
 
 /// How long the first step of a graceful GOAWAY waits for the PING answer.
 const GOAWAY_GRACE_MS: u64 = 1000;
-
-/// A file body being sent as credit allows.
-struct FileBody {
-    file: Rc<std::fs::File>,
-    offset: u64,
-    remaining: u64,
-}
 
 /// The HTTP exchange on a stream and its request (kept for an answer deferred to the
 /// body's end).
@@ -205,7 +195,7 @@ impl Stream for H2Stream<'_> {
         }
         a.sent_head = true;
         let no_content = resp.status < 200 || resp.status == 204 || resp.status == 304;
-        let mut len_buf = itoa_buf();
+        let mut len_buf = [0u8; 20];
         let mut extra: [(&[u8], &[u8]); 3] = [(b"", b""); 3];
         let date = *self.w.date.get(self.now_unix);
         extra[0] = (b"server", &self.w.server);
@@ -261,10 +251,6 @@ impl Stream for H2Stream<'_> {
         }
         Ok(())
     }
-}
-
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
 }
 
 fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
@@ -409,6 +395,22 @@ impl H2Conn {
         Ok(c)
     }
 
+    /// The connection and, beside it, the handler that works on the streams (two
+    /// borrows of `self` that do not overlap).
+    fn split<'s, 'c, 'a>(
+        &'s mut self,
+        cx: &'c mut Cx<'a>,
+    ) -> (&'s mut Connection, Pass<'s, 'c, 'a>) {
+        let pass = Pass {
+            slots: &mut self.slots,
+            cx,
+            listener: self.listener,
+            rr: &mut self.rr,
+            drain: &mut self.drain,
+        };
+        (&mut self.conn, pass)
+    }
+
     /// Runs `f` with the worker's frame buffer lent to the connection, then moves
     /// what it produced to the connection's output and the counters to the stats.
     fn with_out<R>(&mut self, cx: &mut Cx<'_>, f: impl FnOnce(&mut Self, &mut Cx<'_>) -> R) -> R {
@@ -450,10 +452,8 @@ impl H2Conn {
                 if s.pending_len == 0
                     && let Some(f) = s.file.as_mut()
                 {
-                    let want = (f.remaining as usize)
-                        .min(FILE_PIECE)
-                        .min(self.conn.send_credit(s.id).max(max_frame));
-                    match read_piece(f, want) {
+                    let want = FILE_PIECE.min(self.conn.send_credit(s.id).max(max_frame));
+                    match f.read_next(want) {
                         Some(b) => {
                             let done = f.remaining == 0;
                             s.push(b);
@@ -582,14 +582,8 @@ impl H2Conn {
                 && !s.rx.is_empty()
                 && s.pending_len < crate::session::ws::OUT_HIGH_WATER
             {
-                let mut p = Pass {
-                    slots: &mut self.slots,
-                    cx,
-                    listener: self.listener,
-                    rr: &mut self.rr,
-                    drain: &mut self.drain,
-                };
-                p.feed_ws(&mut self.conn, i);
+                let (conn, mut p) = self.split(cx);
+                p.feed_ws(conn, i);
                 fed = true;
             }
         }
@@ -623,14 +617,8 @@ impl H2Conn {
             cx.app.stats.wire.h2_conns_total += 1;
         }
         if let Some(req) = self.upgrade_req.take() {
-            let mut p = Pass {
-                slots: &mut self.slots,
-                cx,
-                listener: self.listener,
-                rr: &mut self.rr,
-                drain: &mut self.drain,
-            };
-            p.request(&mut self.conn, 1, *req, true);
+            let (conn, mut p) = self.split(cx);
+            p.request(conn, 1, *req, true);
         }
     }
 }
@@ -640,22 +628,6 @@ fn flush(conn: &mut Connection, out: &mut OutQueue) {
     if !conn.out.is_empty() {
         out.push(conn.out.split().freeze());
     }
-}
-
-fn read_piece(f: &mut FileBody, want: usize) -> Option<Bytes> {
-    let mut buf = BytesMut::zeroed(want);
-    let mut filled = 0;
-    while filled < want {
-        match f.file.read_at(&mut buf[filled..], f.offset + filled as u64) {
-            Ok(0) => return None,
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    f.offset += want as u64;
-    f.remaining -= want as u64;
-    Some(buf.freeze())
 }
 
 /// A stream's session is over: a protocol still holding one gets `closed`. Returns
@@ -775,7 +747,7 @@ impl Pass<'_, '_, '_> {
     /// WebSocket): a small HTML page or the handshake's reason.
     fn status(&mut self, c: &mut Connection, id: u32, status: u16, body: Bytes, head_only: bool) {
         count_status(self.cx.app, status);
-        let mut len_buf = itoa_buf();
+        let mut len_buf = [0u8; 20];
         let now_unix = self.cx.app.now_unix;
         let w = self.cx.app.http.as_mut().expect("http state").writer();
         let date = *w.date.get(now_unix);
@@ -991,14 +963,8 @@ impl Role for H2Conn {
                 // The peer does not read what is sent: take no more input for now.
                 return (0, me.settle(cx));
             }
-            let mut p = Pass {
-                slots: &mut me.slots,
-                cx,
-                listener: me.listener,
-                rr: &mut me.rr,
-                drain: &mut me.drain,
-            };
-            let used = match me.conn.recv(data, &mut p) {
+            let (conn, mut p) = me.split(cx);
+            let used = match conn.recv(data, &mut p) {
                 Ok(n) => n,
                 Err(e) => {
                     if crate::log_enabled(8) {
@@ -1196,14 +1162,8 @@ impl Role for H2Conn {
             });
             apply_next(&mut me.conn, &mut me.slots[i], next);
             if matches!(action, ConnAction::RxFlow(true)) {
-                let mut p = Pass {
-                    slots: &mut me.slots,
-                    cx,
-                    listener: me.listener,
-                    rr: &mut me.rr,
-                    drain: &mut me.drain,
-                };
-                p.feed_ws(&mut me.conn, i);
+                let (conn, mut p) = me.split(cx);
+                p.feed_ws(conn, i);
             }
             me.settle(cx)
         })

@@ -1241,11 +1241,6 @@ impl Connection {
             self.counts = Vec::new();
         }
     }
-
-    /// Bytes of decoder and encoder state (dynamic tables), for memory accounting.
-    pub fn table_bytes(&self) -> usize {
-        self.decoder.table_capacity() + self.encoder.table_capacity()
-    }
 }
 
 fn compression_error() -> H2Error {
